@@ -1,0 +1,142 @@
+//! Benchmarks of the sandbox and the wasi-nn path, without HTTP:
+//!
+//! (a) one classification tensor through a guest + wasi-nn vs the same backend called directly
+//!     on the same tensor (ratio; goal <= 1.05), for ort and tract;
+//! (b) per-request sandbox set-up: fresh store + WASI context + instantiation from
+//!     `InstancePre`, up to the guest's first instruction (p50; goal <= 50 us).
+//!
+//! Run: `cargo bench --bench overhead` (after `scripts/setup.sh`).
+
+use edgenn::nn::backend::ort::{OrtBackend, OrtOptions};
+use edgenn::nn::backend::tract::TractBackend;
+use edgenn::nn::{Backends, ModelStore};
+use edgenn::runtime::wagi::GuestRequest;
+use edgenn::runtime::{Runtime, RuntimeConfig, Sandbox};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wasmtime_wasi_nn::backend::{BackendGraph, Id};
+use wasmtime_wasi_nn::wit::TensorType;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn percentile(samples: &mut [f64], p: f64) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    samples[((samples.len() - 1) as f64 * p).round() as usize]
+}
+
+fn measure(iterations: usize, mut f: impl FnMut()) -> Vec<f64> {
+    for _ in 0..iterations.div_ceil(10) {
+        f();
+    }
+    (0..iterations)
+        .map(|_| {
+            let started = Instant::now();
+            f();
+            started.elapsed().as_secs_f64() * 1e6
+        })
+        .collect()
+}
+
+/// The pre-processed chelsea photo, as the classify guest would make it (NCHW f32).
+fn chelsea_tensor() -> Vec<u8> {
+    let image = image::open(repo().join("tests/data/chelsea.png")).expect("chelsea.png").to_rgb8();
+    let (w, h) = image.dimensions();
+    let scale = 256.0 / w.min(h) as f32;
+    let resized = image::imageops::resize(
+        &image,
+        (w as f32 * scale).round() as u32,
+        (h as f32 * scale).round() as u32,
+        image::imageops::FilterType::Triangle,
+    );
+    let (x0, y0) = ((resized.width() - 224) / 2, (resized.height() - 224) / 2);
+    let mut planes = vec![0f32; 3 * 224 * 224];
+    for y in 0..224 {
+        for x in 0..224 {
+            let pixel = resized.get_pixel(x0 + x, y0 + y);
+            for c in 0..3 {
+                planes[c * 224 * 224 + (y * 224 + x) as usize] = (pixel[c] as f32 - 127.0) / 128.0;
+            }
+        }
+    }
+    planes.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+fn main() {
+    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let ort_library = repo().join(".edgenn/onnxruntime/libonnxruntime.so.1.31.1");
+    let ort = OrtBackend::new(&ort_library, OrtOptions { sessions_per_model: 1, intra_threads: 1 }).expect("ONNX Runtime");
+    let store = Arc::new(ModelStore::new(Backends { ort: Ok(ort.clone()), tract: TractBackend }, 1 << 30));
+    store.register_all(&repo().join("models")).expect("models");
+    let runtime = Runtime::new(RuntimeConfig::default(), store.clone()).expect("runtime");
+    let wasm = |name: &str| {
+        std::fs::read(repo().join(format!("guests/target/wasm32-wasip1/release/{name}.wasm")))
+            .unwrap_or_else(|e| panic!("{name}.wasm: {e} (run scripts/build-guests.sh)"))
+    };
+    let sandbox = |name: &str| Sandbox {
+        name: name.to_string(),
+        memory_bytes: 256 << 20,
+        deadline: Duration::from_secs(30),
+        allowed_models: None,
+        config_env: Arc::from(Vec::new()),
+    };
+    println!("edgenn overhead benchmarks ({} cores)", std::thread::available_parallelism().map_or(1, |n| n.get()));
+
+    if filter.is_empty() || filter.iter().any(|f| "setup".contains(f.as_str())) {
+        let module = runtime.compile(&wasm("noop")).expect("noop guest");
+        let sandbox = sandbox("noop");
+        let mut setups = Vec::new();
+        let mut totals = measure(2000, || {
+            let run = runtime.run(&module, &sandbox, GuestRequest::default()).expect("noop runs");
+            setups.push(run.setup.as_secs_f64() * 1e6);
+        });
+        println!(
+            "(b) sandbox set-up (store + WASI ctx + instantiate, to first guest instruction): p50 {:.1} us, p99 {:.1} us; whole noop request p50 {:.1} us",
+            percentile(&mut setups, 0.5),
+            percentile(&mut setups, 0.99),
+            percentile(&mut totals, 0.5)
+        );
+    }
+
+    if filter.is_empty() || filter.iter().any(|f| "tensor".contains(f.as_str())) {
+        let tensor = chelsea_tensor();
+        let module = runtime.compile(&wasm("nn-tensor")).expect("nn-tensor guest");
+        let sandbox = sandbox("nn-tensor");
+        let onnx = std::fs::read(repo().join("models/efficientnet-lite0/model.onnx")).expect("model");
+        for backend in ["ort", "tract"] {
+            let graph: Box<dyn BackendGraph> = match backend {
+                "ort" => Box::new(ort.load_graph(&onnx).expect("ort graph")),
+                _ => Box::new(TractBackend.load_graph(&onnx).expect("tract graph")),
+            };
+            let input = wasmtime_wasi_nn::Tensor::new(vec![1, 3, 224, 224], TensorType::Fp32, tensor.clone());
+            let mut direct = measure(60, || {
+                let mut exec = graph.init_execution_context().expect("context");
+                exec.set_input(Id::Index(0), &input).expect("input");
+                exec.compute().expect("compute");
+                let out = exec.get_output(Id::Index(0)).expect("output");
+                assert_eq!(out.data.len(), 4000);
+            });
+            // Same model graph comes from the shared store the guest loads from.
+            let _ = store.graph(&format!("efficientnet-lite0@{backend}")).expect("store graph");
+            let request = GuestRequest {
+                method: "POST".into(),
+                query: format!("model=efficientnet-lite0@{backend}&shape=1,3,224,224"),
+                body: tensor.clone().into(),
+                ..GuestRequest::default()
+            };
+            let mut guest = measure(60, || {
+                let run = runtime.run(&module, &sandbox, request.clone()).expect("guest runs");
+                assert_eq!(run.response.status, 200, "{:?}", String::from_utf8_lossy(&run.response.body));
+            });
+            let (d, g) = (percentile(&mut direct, 0.5), percentile(&mut guest, 0.5));
+            println!(
+                "(a) one tensor on {backend}: direct p50 {:.2} ms, guest + wasi-nn p50 {:.2} ms, ratio {:.3}",
+                d / 1e3,
+                g / 1e3,
+                g / d
+            );
+        }
+    }
+}

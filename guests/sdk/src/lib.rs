@@ -1,0 +1,73 @@
+//! # edgenn guest SDK
+//!
+//! Everything a guest app of the edgenn gateway needs, without knowing the guest ABI: a guest
+//! is a `wasm32-wasip1` command whose `main` calls [`run`] with a handler that turns a
+//! [`Request`] into a [`Response`]. Models are loaded by name through [`nn::Model`] (wasi-nn);
+//! model bytes never enter the guest.
+//!
+//! ```no_run
+//! use edgenn_guest::{Request, Response, nn};
+//!
+//! fn main() {
+//!     edgenn_guest::run(handle);
+//! }
+//!
+//! fn handle(req: Request) -> Response {
+//!     if req.method() != "POST" {
+//!         return Response::error(405, "use POST");
+//!     }
+//!     // `model = "..."` in the app manifest's [config], unless ?model= overrides it.
+//!     let name = req.query("model").or_else(|| req.config("model").map(String::from));
+//!     let Some(name) = name else { return Response::error(400, "no model given") };
+//!     let model = match nn::Model::load(&name) {
+//!         Ok(model) => model,
+//!         Err(e) => return Response::error(404, e.to_string()),
+//!     };
+//!     let input = vec![0.0f32; 4];
+//!     match model.run_f32(&[nn::Tensor::f32(&[1, 4], &input)]) {
+//!         Ok(output) => Response::json(200, &serde_json::json!({ "output": output })),
+//!         Err(e) => Response::error(500, e.to_string()),
+//!     }
+//! }
+//! ```
+//!
+//! Build it with `scripts/guest-cargo build --release` (see `guests/README.md`).
+//!
+//! The guest ABI (DESIGN.md): the request body arrives on stdin, the method, path, query
+//! string, headers (`HTTP_*`) and the app's config (`EDGENN_CONFIG_*`) in environment
+//! variables; the response goes to stdout as `Name: value` header lines (`status`,
+//! `content-type`, ...), an empty line, then the body.
+
+#![warn(missing_docs)]
+
+pub mod multipart;
+pub mod nn;
+mod request;
+mod response;
+
+pub use request::Request;
+pub use response::Response;
+
+use std::io::Write;
+
+/// Reads the request the gateway handed to this instance, calls `handler` and writes its
+/// response for the gateway. Call it once, from `main`.
+///
+/// If the request cannot be read (stdin fails), the handler is not called and the answer is a
+/// 400 `{"error": ...}`. A panic in the handler aborts the instance, which the gateway answers
+/// with a 500.
+pub fn run(handler: impl FnOnce(Request) -> Response) {
+    let response = match Request::from_env() {
+        Ok(request) => handler(request),
+        Err(e) => Response::error(400, format!("cannot read the request body: {e}")),
+    };
+    let mut out = std::io::stdout().lock();
+    if response
+        .write_to(&mut out)
+        .and_then(|()| out.flush())
+        .is_err()
+    {
+        // Nowhere left to report it: exiting non-zero makes the gateway answer 500.
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Sets up everything edgenn needs, idempotently (a second run takes seconds):
+#   - the wasm32-wasip1 guest toolchain (Debian packages + a private std sysroot in .edgenn/)
+#   - the ONNX Runtime library (from PyPI's onnxruntime wheel, into .edgenn/onnxruntime/)
+#   - the guest apps (guests/target/wasm32-wasip1/release/*.wasm)
+#   - the gateway (target/release/edgenn)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/guest-toolchain.sh
+scripts/install-onnxruntime.sh
+scripts/build-guests.sh
+echo "==> building the gateway (cargo build --release; about 12 minutes the first time on 2 cores)"
+cargo build --release --locked

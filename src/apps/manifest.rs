@@ -1,0 +1,158 @@
+//! `edgenn.toml`: what an app is and what it may use.
+//!
+//! ```toml
+//! name = "classify"
+//! routes = ["/v1/classify"]          # besides /apps/<name>
+//! wasm = "../target/wasm32-wasip1/release/classify.wasm"
+//! models = ["efficientnet-lite0"]    # shared models the app may load, on any backend
+//!
+//! [limits]
+//! memory_mib = 256
+//! deadline_ms = 10000
+//! max_body_bytes = 20971520
+//!
+//! [config]                           # given to the guest as EDGENN_CONFIG_<KEY>
+//! model = "efficientnet-lite0"
+//! ```
+
+use crate::nn::manifest::is_valid_name;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub const MANIFEST_FILE: &str = "edgenn.toml";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AppManifest {
+    pub name: String,
+    #[serde(default)]
+    pub routes: Vec<String>,
+    /// The module, relative to the manifest.
+    pub wasm: PathBuf,
+    #[serde(default)]
+    pub models: Vec<String>,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    pub memory_mib: usize,
+    pub deadline_ms: u64,
+    pub max_body_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { memory_mib: 128, deadline_ms: 5_000, max_body_bytes: 10 << 20 }
+    }
+}
+
+/// The largest limits a manifest may ask for.
+pub const MAX_MEMORY_MIB: usize = 1024;
+pub const MAX_DEADLINE_MS: u64 = 120_000;
+pub const MAX_BODY_BYTES: usize = 256 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid app manifest {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl AppManifest {
+    pub fn from_dir(dir: &Path) -> Result<Self, ManifestError> {
+        let path = dir.join(MANIFEST_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|source| ManifestError::Read { path: path.clone(), source })?;
+        Self::parse(&text).map_err(|message| ManifestError::Invalid { path, message })
+    }
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let manifest: Self = toml::from_str(text).map_err(|e| e.message().to_string())?;
+        manifest.validate()?;
+        Ok(manifest)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if !is_valid_name(&self.name) {
+            return Err(format!("app name {:?} must be 1-64 characters of a-z, 0-9, '-', '_' or '.'", self.name));
+        }
+        for route in &self.routes {
+            let well_formed = route.starts_with('/')
+                && route.len() > 1
+                && !route.ends_with('/')
+                && route.bytes().all(|b| b.is_ascii_alphanumeric() || b"/-_.".contains(&b));
+            if !well_formed || route.starts_with("/apps/") || route.starts_with("/admin") || route == "/metrics" {
+                return Err(format!("route {route:?} must look like /v1/name and not be under /apps, /admin or /metrics"));
+            }
+        }
+        for model in &self.models {
+            if !is_valid_name(model) {
+                return Err(format!("model name {model:?} is not valid"));
+            }
+        }
+        let l = &self.limits;
+        if !(1..=MAX_MEMORY_MIB).contains(&l.memory_mib) {
+            return Err(format!("limits.memory_mib must be 1..={MAX_MEMORY_MIB}"));
+        }
+        if !(1..=MAX_DEADLINE_MS).contains(&l.deadline_ms) {
+            return Err(format!("limits.deadline_ms must be 1..={MAX_DEADLINE_MS}"));
+        }
+        if !(1..=MAX_BODY_BYTES).contains(&l.max_body_bytes) {
+            return Err(format!("limits.max_body_bytes must be 1..={MAX_BODY_BYTES}"));
+        }
+        for key in self.config.keys() {
+            if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+                return Err(format!("config key {key:?} must be letters, digits, '_' or '-'"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+        name = "classify"
+        routes = ["/v1/classify"]
+        wasm = "classify.wasm"
+        models = ["efficientnet-lite0"]
+        [limits]
+        memory_mib = 256
+        [config]
+        model = "efficientnet-lite0"
+        backend = "ort"
+    "#;
+
+    #[test]
+    fn parses_with_defaults() {
+        let m = AppManifest::parse(EXAMPLE).unwrap();
+        assert_eq!(m.routes, vec!["/v1/classify"]);
+        assert_eq!(m.limits.memory_mib, 256);
+        assert_eq!(m.limits.deadline_ms, Limits::default().deadline_ms);
+        assert_eq!(m.config["backend"], "ort");
+    }
+
+    #[test]
+    fn rejects_bad_routes_limits_and_fields() {
+        for (from, to) in [
+            ("/v1/classify", "/apps/x"),
+            ("/v1/classify", "v1/classify"),
+            ("/v1/classify", "/v1/classify/"),
+            ("memory_mib = 256", "memory_mib = 0"),
+            ("memory_mib = 256", "memory_mib = 999999"),
+            ("backend = \"ort\"", "\"bad key\" = \"x\""),
+            ("wasm = ", "unknown = 1\nwasm = "),
+        ] {
+            let text = EXAMPLE.replace(from, to);
+            assert!(AppManifest::parse(&text).is_err(), "accepted {to:?}");
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! The one error type at the HTTP edge: every failure becomes a status code and
+//! `{"error": "..."}`.
+
+use crate::apps::CallError;
+use crate::runtime::RuntimeError;
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("request body is larger than this app's limit of {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error(transparent)]
+    Call(#[from] CallError),
+}
+
+impl AppError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            AppError::NotFound(_) => StatusCode::NOT_FOUND,
+            AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AppError::Call(CallError::Runtime(error)) => match error {
+                RuntimeError::DeadlineExceeded(_) => StatusCode::GATEWAY_TIMEOUT,
+                // The request made the app need more memory than it may have: too large for it.
+                RuntimeError::MemoryLimit(_) => StatusCode::PAYLOAD_TOO_LARGE,
+                RuntimeError::Response(_) | RuntimeError::OutputTooLarge(_) => StatusCode::BAD_GATEWAY,
+                RuntimeError::Trap(_)
+                | RuntimeError::Instantiate(_)
+                | RuntimeError::Compile(_)
+                | RuntimeError::Link(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            },
+            AppError::Call(CallError::ShuttingDown) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Call(CallError::Panicked) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::warn!(%status, error = %self, "request failed");
+        }
+        (status, Json(serde_json::json!({ "error": self.to_string() }))).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn limits_map_to_the_right_status() {
+        let deadline = AppError::from(CallError::Runtime(RuntimeError::DeadlineExceeded(Duration::from_millis(5))));
+        assert_eq!(deadline.status(), StatusCode::GATEWAY_TIMEOUT);
+        let memory = AppError::from(CallError::Runtime(RuntimeError::MemoryLimit(64 << 20)));
+        assert_eq!(memory.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(memory.to_string(), "the app exceeded its memory limit of 64 MiB");
+        assert_eq!(AppError::PayloadTooLarge(10).status(), StatusCode::PAYLOAD_TOO_LARGE);
+    }
+}

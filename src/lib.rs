@@ -1,0 +1,123 @@
+//! edgenn: an AI inference edge gateway. WebAssembly guest apps (WAGI-style `wasm32-wasip1`
+//! modules) run in wasmtime, one fresh instance per request, and call wasi-nn, which the host
+//! serves with ONNX Runtime or tract from a shared model cache.
+//!
+//! One request reads top to bottom: [`http`] -> [`apps`] -> [`runtime`] -> [`nn`] ->
+//! [`nn::backend`].
+
+pub mod apps;
+pub mod http;
+pub mod nn;
+pub mod runtime;
+
+use anyhow::Context;
+use apps::Apps;
+use nn::backend::BackendKind;
+use nn::backend::ort::{OrtBackend, OrtOptions};
+use nn::backend::tract::TractBackend;
+use nn::{Backends, ModelStore};
+use runtime::{Runtime, RuntimeConfig};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Everything `edgenn serve` is configured with.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    pub listen: SocketAddr,
+    /// Directories each holding model directories (`<dir>/<name>/model.toml`).
+    pub model_roots: Vec<PathBuf>,
+    /// App directories (each with an `edgenn.toml`).
+    pub app_dirs: Vec<PathBuf>,
+    /// `libonnxruntime.so`; without it only tract serves.
+    pub ort_library: Option<PathBuf>,
+    pub ort: OrtOptions,
+    pub model_cache_bytes: u64,
+    pub runtime: RuntimeConfig,
+    /// Load every declared model on every backend at start, in the background.
+    pub warm_up: bool,
+}
+
+/// The gateway's parts, built and wired, not yet listening.
+pub struct Gateway {
+    pub apps: Arc<Apps>,
+}
+
+impl Gateway {
+    pub fn build(config: &GatewayConfig) -> anyhow::Result<Self> {
+        let ort = match &config.ort_library {
+            Some(path) => OrtBackend::new(path, config.ort),
+            None => Err("no ONNX Runtime library configured (--ort-library or ORT_DYLIB_PATH)".to_string()),
+        };
+        if let Err(why) = &ort {
+            tracing::warn!(%why, "ONNX Runtime backend disabled; tract still serves");
+        }
+        let models = Arc::new(ModelStore::new(Backends { ort, tract: TractBackend }, config.model_cache_bytes));
+        for root in &config.model_roots {
+            let names = models.register_all(root).with_context(|| format!("loading models from {}", root.display()))?;
+            tracing::info!(root = %root.display(), models = ?names, "models registered");
+        }
+        let runtime = Runtime::new(config.runtime.clone(), models).map_err(|e| anyhow::anyhow!("cannot start wasmtime: {e:#}"))?;
+        let runtime = Arc::new(runtime);
+        let apps = Arc::new(Apps::new(runtime));
+        for dir in &config.app_dirs {
+            apps.deploy_dir(dir).with_context(|| format!("deploying the app in {}", dir.display()))?;
+        }
+        Ok(Self { apps })
+    }
+
+    /// Loads the apps' models on every available backend so first requests do not pay for it.
+    pub fn warm_up(&self) {
+        let models = self.apps.runtime().models().clone();
+        let mut names: Vec<String> = self.apps.list().into_iter().flat_map(|app| app.models).collect();
+        names.sort();
+        names.dedup();
+        for backend in models.available_backends() {
+            for name in &names {
+                if let Err(error) = models.graph(&format!("{name}@{backend}")) {
+                    tracing::warn!(model = %name, %backend, %error, "warm-up failed");
+                }
+            }
+        }
+    }
+
+    pub fn router(&self) -> axum::Router {
+        http::router(self.apps.clone())
+    }
+}
+
+/// Builds the gateway and serves until Ctrl-C or SIGTERM.
+pub async fn serve(config: GatewayConfig) -> anyhow::Result<()> {
+    let gateway = Gateway::build(&config)?;
+    if config.warm_up {
+        let apps = gateway.apps.clone();
+        tokio::task::spawn_blocking(move || Gateway { apps }.warm_up());
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let backends: Vec<BackendKind> = gateway.apps.runtime().models().available_backends();
+    tracing::info!(address = %listener.local_addr()?, ?backends, "edgenn listening");
+    // Scripts and tests wait for this line.
+    println!("edgenn listening on http://{}", listener.local_addr()?);
+    axum::serve(listener, gateway.router()).with_graceful_shutdown(shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

@@ -1,0 +1,324 @@
+//! ONNX Runtime backend (`ort`, library loaded at run time from `libonnxruntime.so`).
+//!
+//! `ort::Session::run` takes `&mut self` (some ONNX Runtime internals are not thread safe), so a
+//! graph owns a small pool of sessions: concurrent inferences on one model each check out their
+//! own session, and the pool's lock is held only to pop and push, never while a model runs.
+
+use super::{BackendKind, backend_error, bytes_to_vec, check_tensor};
+use crate::nn::backend::read_model_bytes;
+use ort::session::Session;
+use ort::session::builder::GraphOptimizationLevel;
+use ort::value::{DynValue, Tensor as OrtTensor, TensorElementType};
+use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use wasmtime_wasi_nn::backend::{
+    BackendError, BackendExecutionContext, BackendFromDir, BackendGraph, BackendInner, Id, NamedTensor,
+};
+use wasmtime_wasi_nn::wit::{ExecutionTarget, GraphEncoding, TensorType};
+use wasmtime_wasi_nn::{ExecutionContext, Graph, Tensor};
+
+/// How ONNX Runtime sessions are set up for every graph.
+#[derive(Debug, Clone, Copy)]
+pub struct OrtOptions {
+    /// Sessions per loaded model: how many inferences of one model may run at once.
+    pub sessions_per_model: usize,
+    /// ONNX Runtime intra-op threads per session.
+    pub intra_threads: usize,
+}
+
+impl Default for OrtOptions {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Self { sessions_per_model: cores, intra_threads: 1 }
+    }
+}
+
+#[derive(Clone)]
+pub struct OrtBackend {
+    environment: ort::environment::Environment,
+    options: OrtOptions,
+}
+
+impl OrtBackend {
+    /// Loads the ONNX Runtime shared library. There is one ONNX Runtime environment per
+    /// process: call this once and clone the backend.
+    pub fn new(library: &Path, options: OrtOptions) -> Result<Self, String> {
+        let environment = ort::init_from(library)
+            .map_err(|e| format!("cannot load ONNX Runtime from {}: {e}", library.display()))?
+            .with_name("edgenn")
+            .build()
+            .map_err(|e| format!("cannot start ONNX Runtime from {}: {e}", library.display()))?;
+        Ok(Self { environment, options })
+    }
+
+    pub fn options(&self) -> OrtOptions {
+        self.options
+    }
+
+    /// Builds one graph (a pool of sessions) from ONNX bytes.
+    pub fn load_graph(&self, onnx: &[u8]) -> Result<OrtGraph, BackendError> {
+        let pool_size = self.options.sessions_per_model.max(1);
+        let mut sessions = Vec::with_capacity(pool_size);
+        for _ in 0..pool_size {
+            let mut builder = Session::builder(&self.environment)
+                .map_err(backend_error)?
+                .with_optimization_level(GraphOptimizationLevel::Level3)
+                .map_err(backend_error)?
+                .with_intra_threads(self.options.intra_threads.max(1))
+                .map_err(backend_error)?
+                // Spinning threads would burn the cores that other requests' guests need.
+                .with_intra_op_spinning(false)
+                .map_err(backend_error)?;
+            sessions.push(builder.commit_from_memory(onnx).map_err(backend_error)?);
+        }
+        let inputs = sessions[0]
+            .inputs()
+            .iter()
+            .map(|outlet| (outlet.name().to_string(), outlet.dtype().tensor_type()))
+            .collect();
+        let outputs = sessions[0].outputs().iter().map(|outlet| outlet.name().to_string()).collect();
+        Ok(OrtGraph(Arc::new(OrtModel { inputs, outputs, pool: SessionPool::new(sessions) })))
+    }
+}
+
+impl BackendInner for OrtBackend {
+    fn encoding(&self) -> GraphEncoding {
+        GraphEncoding::Onnx
+    }
+
+    fn load(&mut self, builders: &[&[u8]], target: ExecutionTarget) -> Result<Graph, BackendError> {
+        check_cpu(target)?;
+        let [onnx] = builders else {
+            return Err(BackendError::InvalidNumberOfBuilders(1, builders.len()));
+        };
+        Ok(Graph::from(Box::new(self.load_graph(onnx)?) as Box<dyn BackendGraph>))
+    }
+
+    fn as_dir_loadable(&mut self) -> Option<&mut dyn BackendFromDir> {
+        Some(self)
+    }
+}
+
+impl BackendFromDir for OrtBackend {
+    fn load_from_dir(&mut self, dir: &Path, target: ExecutionTarget) -> Result<Graph, BackendError> {
+        let onnx = read_model_bytes(dir)?;
+        self.load(&[&onnx], target)
+    }
+}
+
+pub(crate) fn check_cpu(target: ExecutionTarget) -> Result<(), BackendError> {
+    match target {
+        ExecutionTarget::Cpu => Ok(()),
+        other => Err(backend_error(format!("execution target {other:?} is not available: edgenn runs on the CPU"))),
+    }
+}
+
+struct OrtModel {
+    inputs: Vec<(String, Option<TensorElementType>)>,
+    outputs: Vec<String>,
+    pool: SessionPool,
+}
+
+#[derive(Clone)]
+pub struct OrtGraph(Arc<OrtModel>);
+
+impl BackendGraph for OrtGraph {
+    fn init_execution_context(&self) -> Result<ExecutionContext, BackendError> {
+        Ok(ExecutionContext::from(Box::new(self.execution()) as Box<dyn BackendExecutionContext>))
+    }
+}
+
+impl OrtGraph {
+    pub fn execution(&self) -> OrtExecution {
+        OrtExecution { model: self.0.clone(), inputs: vec![None; self.0.inputs.len()], outputs: Vec::new() }
+    }
+
+    pub fn kind(&self) -> BackendKind {
+        BackendKind::Ort
+    }
+}
+
+pub struct OrtExecution {
+    model: Arc<OrtModel>,
+    inputs: Vec<Option<Tensor>>,
+    outputs: Vec<Tensor>,
+}
+
+impl OrtExecution {
+    fn input_index(&self, id: &Id) -> Result<usize, BackendError> {
+        let index = match id {
+            Id::Index(i) => *i as usize,
+            Id::Name(name) => self
+                .model
+                .inputs
+                .iter()
+                .position(|(n, _)| n == name)
+                .ok_or_else(|| backend_error(format!("the model has no input named {name:?}")))?,
+        };
+        if index >= self.model.inputs.len() {
+            return Err(backend_error(format!("input {index} out of range: the model has {}", self.model.inputs.len())));
+        }
+        Ok(index)
+    }
+
+    fn run(&mut self) -> Result<(), BackendError> {
+        let mut values = Vec::with_capacity(self.inputs.len());
+        for ((name, expected), tensor) in self.model.inputs.iter().zip(&self.inputs) {
+            let tensor = tensor.as_ref().ok_or_else(|| backend_error(format!("input {name:?} was not set")))?;
+            if let Some(expected) = expected {
+                if *expected != element_type(tensor.ty)? {
+                    return Err(backend_error(format!(
+                        "input {name:?} expects {expected:?}, the guest gave {:?}",
+                        tensor.ty
+                    )));
+                }
+            }
+            values.push((name.clone(), to_ort_value(tensor)?));
+        }
+        let mut session = self.model.pool.checkout();
+        let outputs = session.run(values).map_err(backend_error)?;
+        self.outputs = self
+            .model
+            .outputs
+            .iter()
+            .map(|name| from_ort_value(&outputs[name.as_str()]))
+            .collect::<Result<_, _>>()?;
+        Ok(())
+    }
+}
+
+impl BackendExecutionContext for OrtExecution {
+    fn set_input(&mut self, id: Id, tensor: &Tensor) -> Result<(), BackendError> {
+        check_tensor(tensor)?;
+        let index = self.input_index(&id)?;
+        self.inputs[index] = Some(tensor.clone());
+        Ok(())
+    }
+
+    fn get_output(&mut self, id: Id) -> Result<Tensor, BackendError> {
+        let index = match &id {
+            Id::Index(i) => *i as usize,
+            Id::Name(name) => self
+                .model
+                .outputs
+                .iter()
+                .position(|n| n == name)
+                .ok_or_else(|| backend_error(format!("the model has no output named {name:?}")))?,
+        };
+        self.outputs
+            .get(index)
+            .cloned()
+            .ok_or_else(|| backend_error(format!("no output {id:?}: has compute run?")))
+    }
+
+    fn compute(&mut self, inputs: Option<Vec<NamedTensor>>) -> Result<Option<Vec<NamedTensor>>, BackendError> {
+        let named = inputs.is_some();
+        for input in inputs.into_iter().flatten() {
+            self.set_input(Id::Name(input.name), &input.tensor)?;
+        }
+        self.run()?;
+        Ok(named.then(|| {
+            self.model
+                .outputs
+                .iter()
+                .zip(&self.outputs)
+                .map(|(name, tensor)| NamedTensor { name: name.clone(), tensor: tensor.clone() })
+                .collect()
+        }))
+    }
+}
+
+fn element_type(ty: TensorType) -> Result<TensorElementType, BackendError> {
+    Ok(match ty {
+        TensorType::Fp32 => TensorElementType::Float32,
+        TensorType::Fp64 => TensorElementType::Float64,
+        TensorType::I32 => TensorElementType::Int32,
+        TensorType::I64 => TensorElementType::Int64,
+        TensorType::U8 => TensorElementType::Uint8,
+        other => return Err(BackendError::UnsupportedTensorType(format!("{other:?}"))),
+    })
+}
+
+fn to_ort_value(tensor: &Tensor) -> Result<DynValue, BackendError> {
+    let shape: Vec<i64> = tensor.dimensions.iter().map(|&d| i64::from(d)).collect();
+    let value = match tensor.ty {
+        TensorType::Fp32 => OrtTensor::from_array((shape, bytes_to_vec::<f32>(&tensor.data))).map(|t| t.into_dyn()),
+        TensorType::Fp64 => OrtTensor::from_array((shape, bytes_to_vec::<f64>(&tensor.data))).map(|t| t.into_dyn()),
+        TensorType::I32 => OrtTensor::from_array((shape, bytes_to_vec::<i32>(&tensor.data))).map(|t| t.into_dyn()),
+        TensorType::I64 => OrtTensor::from_array((shape, bytes_to_vec::<i64>(&tensor.data))).map(|t| t.into_dyn()),
+        TensorType::U8 => OrtTensor::from_array((shape, tensor.data.clone())).map(|t| t.into_dyn()),
+        other => return Err(BackendError::UnsupportedTensorType(format!("{other:?}"))),
+    };
+    value.map_err(backend_error)
+}
+
+fn from_ort_value(value: &DynValue) -> Result<Tensor, BackendError> {
+    fn typed<T: ort::value::PrimitiveTensorElementType + bytemuck::Pod>(
+        value: &DynValue,
+        ty: TensorType,
+    ) -> Result<Tensor, BackendError> {
+        let (shape, data) = value.try_extract_tensor::<T>().map_err(backend_error)?;
+        let dimensions = shape
+            .iter()
+            .map(|&d| u32::try_from(d).map_err(|_| backend_error(format!("output dimension {d} does not fit u32"))))
+            .collect::<Result<_, _>>()?;
+        Ok(Tensor::new(dimensions, ty, bytemuck::cast_slice(data).to_vec()))
+    }
+    match value.dtype().tensor_type() {
+        Some(TensorElementType::Float32) => typed::<f32>(value, TensorType::Fp32),
+        Some(TensorElementType::Float64) => typed::<f64>(value, TensorType::Fp64),
+        Some(TensorElementType::Int32) => typed::<i32>(value, TensorType::I32),
+        Some(TensorElementType::Int64) => typed::<i64>(value, TensorType::I64),
+        Some(TensorElementType::Uint8) => typed::<u8>(value, TensorType::U8),
+        other => Err(BackendError::UnsupportedTensorType(format!("output of type {other:?}"))),
+    }
+}
+
+/// Sessions of one model; a run checks one out and gives it back on drop.
+struct SessionPool {
+    idle: Mutex<Vec<Session>>,
+    returned: Condvar,
+}
+
+impl SessionPool {
+    fn new(sessions: Vec<Session>) -> Self {
+        Self { idle: Mutex::new(sessions), returned: Condvar::new() }
+    }
+
+    fn checkout(&self) -> PooledSession<'_> {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if let Some(session) = idle.pop() {
+                return PooledSession { pool: self, session: Some(session) };
+            }
+            idle = self.returned.wait(idle).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+struct PooledSession<'p> {
+    pool: &'p SessionPool,
+    session: Option<Session>,
+}
+
+impl std::ops::Deref for PooledSession<'_> {
+    type Target = Session;
+    fn deref(&self) -> &Session {
+        self.session.as_ref().expect("a pooled session is present until drop")
+    }
+}
+
+impl std::ops::DerefMut for PooledSession<'_> {
+    fn deref_mut(&mut self) -> &mut Session {
+        self.session.as_mut().expect("a pooled session is present until drop")
+    }
+}
+
+impl Drop for PooledSession<'_> {
+    fn drop(&mut self) {
+        if let Some(session) = self.session.take() {
+            self.pool.idle.lock().unwrap_or_else(PoisonError::into_inner).push(session);
+            self.pool.returned.notify_one();
+        }
+    }
+}

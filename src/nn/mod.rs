@@ -1,0 +1,338 @@
+//! The wasi-nn host: which models exist (the catalog), loaded graphs shared by every app and
+//! instance (a `moka` cache bounded by bytes), and the per-instance graph registry that answers
+//! the guest's `load_by_name`.
+//!
+//! A graph is loaded once per (model, backend) and then shared: `Graph` is an `Arc` around a
+//! backend graph whose executions run concurrently (see each backend for how).
+
+pub mod backend;
+pub mod manifest;
+
+use backend::BackendKind;
+use backend::ort::OrtBackend;
+use backend::tract::TractBackend;
+use manifest::{ManifestError, ModelManifest};
+use moka::sync::Cache;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+use wasmtime_wasi_nn::{Graph, GraphRegistry};
+
+#[derive(Debug, thiserror::Error)]
+pub enum NnError {
+    #[error("unknown model {0:?}")]
+    UnknownModel(String),
+    #[error("{0}")]
+    UnknownBackend(String),
+    #[error("backend {0} is not available in this gateway: {1}")]
+    BackendUnavailable(BackendKind, String),
+    #[error("the app may not load model {0:?}: it is not declared in its manifest")]
+    NotAllowed(String),
+    #[error("cannot load model {model:?} on {backend}: {message}")]
+    Load { model: String, backend: BackendKind, message: String },
+    #[error("model {name:?}: {message}")]
+    InvalidModel { name: String, message: String },
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+}
+
+/// The backends this process runs. ONNX Runtime is optional (its library may be missing);
+/// tract is always there.
+#[derive(Clone)]
+pub struct Backends {
+    pub ort: Result<OrtBackend, String>,
+    pub tract: TractBackend,
+}
+
+impl Backends {
+    fn load(&self, kind: BackendKind, onnx: &[u8]) -> Result<Graph, String> {
+        use wasmtime_wasi_nn::backend::BackendGraph;
+        let graph: Box<dyn BackendGraph> = match kind {
+            BackendKind::Ort => Box::new(self.ort.as_ref()?.load_graph(onnx).map_err(|e| describe(&e))?),
+            BackendKind::Tract => Box::new(self.tract.load_graph(onnx).map_err(|e| describe(&e))?),
+        };
+        Ok(Graph::from(graph))
+    }
+
+    /// How much memory one loaded graph holds, as a multiple of its ONNX file: ONNX Runtime
+    /// keeps one copy per pooled session.
+    fn copies(&self, kind: BackendKind) -> u64 {
+        match (kind, &self.ort) {
+            (BackendKind::Ort, Ok(ort)) => ort.options().sessions_per_model.max(1) as u64,
+            _ => 1,
+        }
+    }
+}
+
+/// A backend error with its cause chain (wasmtime-wasi-nn's `Display` stops at the outer layer).
+fn describe(error: &wasmtime_wasi_nn::backend::BackendError) -> String {
+    use wasmtime_wasi_nn::backend::BackendError;
+    match error {
+        BackendError::BackendAccess(inner) => format!("{inner:#}"),
+        other => other.to_string(),
+    }
+}
+
+/// A model known to the gateway: its manifest and where its ONNX file is.
+#[derive(Debug)]
+pub struct CatalogEntry {
+    pub manifest: ModelManifest,
+    pub onnx_path: PathBuf,
+    pub size_bytes: u64,
+    /// Bumped when a model of the same name is registered again, so cached graphs of the old
+    /// version are never handed out.
+    generation: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelInfo {
+    pub name: String,
+    pub default_backend: BackendKind,
+    pub backends: Vec<BackendKind>,
+    pub size_bytes: u64,
+    pub description: Option<String>,
+    pub loaded: Vec<BackendKind>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Default)]
+pub struct CacheStats {
+    pub hits: u64,
+    pub misses: u64,
+    pub loads: u64,
+    pub load_failures: u64,
+    pub entries: u64,
+    pub bytes_held: u64,
+    pub capacity_bytes: u64,
+}
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct GraphKey {
+    model: Arc<str>,
+    backend: BackendKind,
+    generation: u64,
+}
+
+#[derive(Clone)]
+struct CachedGraph {
+    graph: Graph,
+    weight_kib: u32,
+}
+
+pub struct ModelStore {
+    catalog: RwLock<HashMap<String, Arc<CatalogEntry>>>,
+    cache: Cache<GraphKey, CachedGraph>,
+    capacity_bytes: u64,
+    backends: Backends,
+    next_generation: AtomicU64,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    loads: AtomicU64,
+    load_failures: AtomicU64,
+}
+
+impl ModelStore {
+    pub fn new(backends: Backends, capacity_bytes: u64) -> Self {
+        // Weights are in KiB so that a u32 weight covers models up to 4 TiB.
+        let cache = Cache::builder()
+            .max_capacity(capacity_bytes / 1024)
+            .weigher(|_key: &GraphKey, value: &CachedGraph| value.weight_kib)
+            .build();
+        Self {
+            catalog: RwLock::default(),
+            cache,
+            capacity_bytes,
+            backends,
+            next_generation: AtomicU64::new(1),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            loads: AtomicU64::new(0),
+            load_failures: AtomicU64::new(0),
+        }
+    }
+
+    pub fn backends(&self) -> &Backends {
+        &self.backends
+    }
+
+    /// Adds (or replaces) the model in `dir`, described by its `model.toml`.
+    pub fn register_dir(&self, dir: &Path) -> Result<ModelManifest, NnError> {
+        let manifest = ModelManifest::from_dir(dir)?;
+        let onnx_path = dir.join(&manifest.file);
+        let size_bytes = std::fs::metadata(&onnx_path)
+            .map_err(|e| NnError::InvalidModel {
+                name: manifest.name.clone(),
+                message: format!("cannot read {}: {e}", onnx_path.display()),
+            })?
+            .len();
+        let entry = CatalogEntry {
+            manifest: manifest.clone(),
+            onnx_path,
+            size_bytes,
+            generation: self.next_generation.fetch_add(1, Ordering::Relaxed),
+        };
+        self.catalog
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(manifest.name.clone(), Arc::new(entry));
+        Ok(manifest)
+    }
+
+    /// Registers every sub-directory of `root` that holds a `model.toml`.
+    pub fn register_all(&self, root: &Path) -> Result<Vec<String>, NnError> {
+        let read_error = |e: std::io::Error| ManifestError::Read { path: root.to_path_buf(), source: e };
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir(root)
+            .map_err(read_error)?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|path| path.join(manifest::MANIFEST_FILE).is_file())
+            .collect();
+        dirs.sort();
+        dirs.iter().map(|dir| self.register_dir(dir).map(|m| m.name)).collect()
+    }
+
+    pub fn entry(&self, name: &str) -> Option<Arc<CatalogEntry>> {
+        self.catalog.read().unwrap_or_else(PoisonError::into_inner).get(name).cloned()
+    }
+
+    pub fn list(&self) -> Vec<ModelInfo> {
+        let catalog = self.catalog.read().unwrap_or_else(PoisonError::into_inner);
+        let mut models: Vec<ModelInfo> = catalog
+            .values()
+            .map(|entry| ModelInfo {
+                name: entry.manifest.name.clone(),
+                default_backend: entry.manifest.backend,
+                backends: self.available_backends(),
+                size_bytes: entry.size_bytes,
+                description: entry.manifest.description.clone(),
+                loaded: BackendKind::ALL
+                    .into_iter()
+                    .filter(|&backend| self.cache.contains_key(&Self::key(entry, backend)))
+                    .collect(),
+            })
+            .collect();
+        models.sort_by(|a, b| a.name.cmp(&b.name));
+        models
+    }
+
+    pub fn available_backends(&self) -> Vec<BackendKind> {
+        BackendKind::ALL.into_iter().filter(|&b| b != BackendKind::Ort || self.backends.ort.is_ok()).collect()
+    }
+
+    /// Splits `model` or `model@backend` and looks the model up.
+    pub fn resolve(&self, reference: &str) -> Result<(Arc<CatalogEntry>, BackendKind), NnError> {
+        let (name, backend) = match reference.split_once('@') {
+            Some((name, backend)) => (name, Some(backend.parse::<BackendKind>().map_err(NnError::UnknownBackend)?)),
+            None => (reference, None),
+        };
+        let entry = self.entry(name).ok_or_else(|| NnError::UnknownModel(name.to_string()))?;
+        let backend = backend.unwrap_or(entry.manifest.backend);
+        Ok((entry, backend))
+    }
+
+    fn key(entry: &CatalogEntry, backend: BackendKind) -> GraphKey {
+        GraphKey { model: Arc::from(entry.manifest.name.as_str()), backend, generation: entry.generation }
+    }
+
+    /// The shared graph for `model[@backend]`, loading it on first use. Concurrent first uses
+    /// wait for one load instead of loading twice.
+    pub fn graph(&self, reference: &str) -> Result<(Graph, BackendKind), NnError> {
+        let (entry, backend) = self.resolve(reference)?;
+        if let Err(why) = &self.backends.ort
+            && backend == BackendKind::Ort
+        {
+            return Err(NnError::BackendUnavailable(backend, why.clone()));
+        }
+        let key = Self::key(&entry, backend);
+        if let Some(cached) = self.cache.get(&key) {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok((cached.graph, backend));
+        }
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        let cached = self
+            .cache
+            .try_get_with(key, || self.load(&entry, backend))
+            .map_err(|e| NnError::Load { model: entry.manifest.name.clone(), backend, message: e.to_string() })?;
+        Ok((cached.graph, backend))
+    }
+
+    fn load(&self, entry: &CatalogEntry, backend: BackendKind) -> Result<CachedGraph, String> {
+        let started = std::time::Instant::now();
+        let result = std::fs::read(&entry.onnx_path)
+            .map_err(|e| format!("cannot read {}: {e}", entry.onnx_path.display()))
+            .and_then(|onnx| self.backends.load(backend, &onnx));
+        match &result {
+            Ok(_) => {
+                self.loads.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(model = %entry.manifest.name, %backend, elapsed_ms = started.elapsed().as_millis() as u64, "model loaded");
+            }
+            Err(message) => {
+                self.load_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(model = %entry.manifest.name, %backend, %message, "model failed to load");
+            }
+        }
+        let weight_kib = (entry.size_bytes * self.backends.copies(backend)).div_ceil(1024);
+        result.map(|graph| CachedGraph { graph, weight_kib: u32::try_from(weight_kib).unwrap_or(u32::MAX) })
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        self.cache.run_pending_tasks();
+        CacheStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            loads: self.loads.load(Ordering::Relaxed),
+            load_failures: self.load_failures.load(Ordering::Relaxed),
+            entries: self.cache.entry_count(),
+            bytes_held: self.cache.weighted_size() * 1024,
+            capacity_bytes: self.capacity_bytes,
+        }
+    }
+
+    /// The registry one guest instance sees: it resolves `load_by_name` through this store,
+    /// restricted to `allowed` models when given.
+    pub fn registry(self: &Arc<Self>, allowed: Option<Arc<[String]>>) -> AppGraphRegistry {
+        AppGraphRegistry { store: self.clone(), allowed, loaded: HashMap::new() }
+    }
+}
+
+/// Per-instance `GraphRegistry`: cheap to create (an `Arc` and an empty map), fills itself from
+/// the shared store as the guest asks for models.
+pub struct AppGraphRegistry {
+    store: Arc<ModelStore>,
+    allowed: Option<Arc<[String]>>,
+    loaded: HashMap<String, Graph>,
+}
+
+impl AppGraphRegistry {
+    fn fetch(&self, reference: &str) -> Result<Graph, NnError> {
+        let model = reference.split_once('@').map_or(reference, |(model, _)| model);
+        if let Some(allowed) = &self.allowed
+            && !allowed.iter().any(|m| m == model)
+        {
+            return Err(NnError::NotAllowed(model.to_string()));
+        }
+        self.store.graph(reference).map(|(graph, _)| graph)
+    }
+}
+
+impl GraphRegistry for AppGraphRegistry {
+    fn get(&self, name: &str) -> Option<&Graph> {
+        self.loaded.get(name)
+    }
+
+    fn get_mut(&mut self, name: &str) -> Option<&mut Graph> {
+        if !self.loaded.contains_key(name) {
+            match self.fetch(name) {
+                Ok(graph) => {
+                    self.loaded.insert(name.to_string(), graph);
+                }
+                Err(error) => {
+                    // The guest sees only the wasi-nn errno; the reason goes to the log.
+                    tracing::debug!(reference = name, %error, "load_by_name refused");
+                    return None;
+                }
+            }
+        }
+        self.loaded.get_mut(name)
+    }
+}

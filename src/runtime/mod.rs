@@ -1,0 +1,324 @@
+//! The sandbox: one wasmtime `Engine` with the pooling allocator, modules compiled once and
+//! pre-linked (`InstancePre`), and a fresh `Store` + instance for every request, with a memory
+//! cap (a `ResourceLimiter`) and a deadline (epoch interruption).
+//!
+//! `Runtime::run` is synchronous (WASI preview1 and wasi-nn witx host calls are): callers run it
+//! on a blocking thread, never on the async executor.
+
+pub mod wagi;
+
+use crate::nn::ModelStore;
+use bytes::Bytes;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use wagi::{GuestRequest, GuestResponse, ResponseError};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module, PoolingAllocationConfig, ResourceLimiter,
+    Store, Trap,
+};
+use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
+use wasmtime_wasi_nn::witx::WasiNnCtx;
+
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Instances alive at once (pool slots). Requests beyond it wait for a slot.
+    pub max_instances: u32,
+    /// The largest linear memory any app may be given, in bytes.
+    pub max_memory_bytes: usize,
+    /// Epoch tick: the granularity of deadlines.
+    pub epoch_tick: Duration,
+    /// Largest response a guest may write.
+    pub max_output_bytes: usize,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            max_instances: 64,
+            max_memory_bytes: 1 << 30,
+            epoch_tick: Duration::from_millis(5),
+            max_output_bytes: 16 << 20,
+        }
+    }
+}
+
+/// What one app's instances may do.
+#[derive(Debug, Clone)]
+pub struct Sandbox {
+    /// Used as `argv[0]` and in logs.
+    pub name: String,
+    pub memory_bytes: usize,
+    pub deadline: Duration,
+    /// Models `load_by_name` may resolve; `None` allows every model in the store.
+    pub allowed_models: Option<Arc<[String]>>,
+    /// `EDGENN_CONFIG_*` variables.
+    pub config_env: Arc<[(String, String)]>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("not a valid WebAssembly module: {0}")]
+    Compile(String),
+    #[error("the module cannot run here: {0}")]
+    Link(String),
+    #[error("the app ran past its deadline of {} ms", .0.as_millis())]
+    DeadlineExceeded(Duration),
+    #[error("the app exceeded its memory limit of {} MiB", .0 >> 20)]
+    MemoryLimit(usize),
+    #[error("the app failed: {0}")]
+    Trap(String),
+    #[error("cannot start the app: {0}")]
+    Instantiate(String),
+    #[error("the app's response is larger than {0} bytes")]
+    OutputTooLarge(usize),
+    #[error(transparent)]
+    Response(#[from] ResponseError),
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+pub struct RuntimeStats {
+    pub instantiations: u64,
+    pub deadline_kills: u64,
+    pub memory_kills: u64,
+    pub traps: u64,
+}
+
+/// A guest compiled and linked once, instantiated per request.
+#[derive(Clone)]
+pub struct GuestModule {
+    pre: InstancePre<GuestState>,
+}
+
+/// One request's outcome with the time spent setting up the sandbox.
+#[derive(Debug)]
+pub struct GuestRun {
+    pub response: GuestResponse,
+    /// Store + WASI context + instantiation, up to the guest's first instruction.
+    pub setup: Duration,
+    pub total: Duration,
+}
+
+pub struct GuestState {
+    wasi: WasiP1Ctx,
+    nn: WasiNnCtx,
+    limiter: GuestLimiter,
+}
+
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<GuestState>,
+    models: Arc<ModelStore>,
+    config: RuntimeConfig,
+    instantiations: AtomicU64,
+    deadline_kills: AtomicU64,
+    memory_kills: AtomicU64,
+    traps: AtomicU64,
+    _ticker: EpochTicker,
+}
+
+impl Runtime {
+    pub fn new(config: RuntimeConfig, models: Arc<ModelStore>) -> wasmtime::Result<Self> {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_core_instances(config.max_instances)
+            .total_memories(config.max_instances)
+            .total_tables(config.max_instances)
+            .max_memory_size(config.max_memory_bytes);
+        let mut engine_config = Config::new();
+        engine_config.epoch_interruption(true).allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&engine_config)?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |state: &mut GuestState| &mut state.wasi)?;
+        wasmtime_wasi_nn::witx::add_to_linker(&mut linker, |state: &mut GuestState| &mut state.nn)?;
+
+        let ticker = EpochTicker::start(engine.clone(), config.epoch_tick);
+        Ok(Self {
+            engine,
+            linker,
+            models,
+            config,
+            instantiations: AtomicU64::new(0),
+            deadline_kills: AtomicU64::new(0),
+            memory_kills: AtomicU64::new(0),
+            traps: AtomicU64::new(0),
+            _ticker: ticker,
+        })
+    }
+
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.config
+    }
+
+    pub fn models(&self) -> &Arc<ModelStore> {
+        &self.models
+    }
+
+    /// Compiles and links a guest: a `wasm32-wasip1` command module exporting `_start` and
+    /// importing only what the host offers.
+    pub fn compile(&self, wasm: &[u8]) -> Result<GuestModule, RuntimeError> {
+        let module = Module::new(&self.engine, wasm).map_err(|e| RuntimeError::Compile(format!("{e:#}")))?;
+        match module.get_export("_start") {
+            Some(wasmtime::ExternType::Func(_)) => {}
+            _ => return Err(RuntimeError::Link("the module exports no `_start` function (build it as a wasm32-wasip1 command)".into())),
+        }
+        let pre = self.linker.instantiate_pre(&module).map_err(|e| RuntimeError::Link(format!("{e:#}")))?;
+        Ok(GuestModule { pre })
+    }
+
+    /// Runs one request in a fresh instance.
+    pub fn run(&self, module: &GuestModule, sandbox: &Sandbox, request: GuestRequest) -> Result<GuestRun, RuntimeError> {
+        let started = Instant::now();
+        let stdout = MemoryOutputPipe::new(self.config.max_output_bytes);
+        let stderr = MemoryOutputPipe::new(16 << 10);
+        let env = wagi::environment(&request, &sandbox.config_env);
+        let wasi = WasiCtxBuilder::new()
+            .stdin(MemoryInputPipe::new(request.body))
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .envs(&env)
+            .arg(&sandbox.name)
+            .build_p1();
+        let registry = self.models.registry(sandbox.allowed_models.clone());
+        let nn = WasiNnCtx::new([], registry.into());
+        let memory_bytes = sandbox.memory_bytes.min(self.config.max_memory_bytes);
+        let mut store = Store::new(&self.engine, GuestState { wasi, nn, limiter: GuestLimiter::new(memory_bytes) });
+        store.limiter(|state| &mut state.limiter);
+        let ticks = sandbox.deadline.as_nanos().div_ceil(self.config.epoch_tick.as_nanos().max(1)) + 1;
+        store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
+        store.epoch_deadline_trap();
+
+        self.instantiations.fetch_add(1, Ordering::Relaxed);
+        let instance = module.pre.instantiate(&mut store).map_err(|e| {
+            if store.data().limiter.denied {
+                self.memory_kills.fetch_add(1, Ordering::Relaxed);
+                RuntimeError::MemoryLimit(memory_bytes)
+            } else {
+                RuntimeError::Instantiate(format!("{e:#}"))
+            }
+        })?;
+        let start = instance
+            .get_typed_func::<(), ()>(&mut store, "_start")
+            .map_err(|e| RuntimeError::Link(format!("{e:#}")))?;
+        let setup = started.elapsed();
+        let result = start.call(&mut store, ());
+
+        let output = stdout.contents();
+        if let Err(error) = result {
+            let exit = error.downcast_ref::<wasmtime_wasi::I32Exit>().map(|e| e.0);
+            match exit {
+                Some(0) => {}
+                // A CGI program may exit non-zero after writing a complete response.
+                Some(code) if wagi::parse_response(output.clone()).is_ok() => {
+                    tracing::debug!(app = %sandbox.name, code, "guest exited non-zero after responding");
+                }
+                _ => return Err(self.classify_failure(&store, sandbox, error, exit, &stderr.contents())),
+            }
+        }
+        if output.len() >= self.config.max_output_bytes {
+            return Err(RuntimeError::OutputTooLarge(self.config.max_output_bytes));
+        }
+        let response = wagi::parse_response(output).inspect_err(|_| log_stderr(sandbox, &stderr.contents()))?;
+        Ok(GuestRun { response, setup, total: started.elapsed() })
+    }
+
+    fn classify_failure(
+        &self,
+        store: &Store<GuestState>,
+        sandbox: &Sandbox,
+        error: wasmtime::Error,
+        exit: Option<i32>,
+        stderr: &Bytes,
+    ) -> RuntimeError {
+        if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+            self.deadline_kills.fetch_add(1, Ordering::Relaxed);
+            return RuntimeError::DeadlineExceeded(sandbox.deadline);
+        }
+        if store.data().limiter.denied {
+            self.memory_kills.fetch_add(1, Ordering::Relaxed);
+            return RuntimeError::MemoryLimit(store.data().limiter.memory_limit);
+        }
+        self.traps.fetch_add(1, Ordering::Relaxed);
+        log_stderr(sandbox, stderr);
+        match exit {
+            Some(code) => RuntimeError::Trap(format!("exited with status {code} without a response")),
+            None => RuntimeError::Trap(format!("{:#}", error)),
+        }
+    }
+
+    pub fn stats(&self) -> RuntimeStats {
+        RuntimeStats {
+            instantiations: self.instantiations.load(Ordering::Relaxed),
+            deadline_kills: self.deadline_kills.load(Ordering::Relaxed),
+            memory_kills: self.memory_kills.load(Ordering::Relaxed),
+            traps: self.traps.load(Ordering::Relaxed),
+        }
+    }
+}
+
+fn log_stderr(sandbox: &Sandbox, stderr: &Bytes) {
+    if !stderr.is_empty() {
+        tracing::warn!(app = %sandbox.name, stderr = %String::from_utf8_lossy(stderr).trim_end(), "guest stderr");
+    }
+}
+
+/// Caps linear memory growth and remembers whether a growth was refused, so that the trap that
+/// follows (a Rust guest aborts on allocation failure) is reported as a memory-limit kill.
+struct GuestLimiter {
+    memory_limit: usize,
+    denied: bool,
+}
+
+impl GuestLimiter {
+    fn new(memory_limit: usize) -> Self {
+        Self { memory_limit, denied: false }
+    }
+}
+
+impl ResourceLimiter for GuestLimiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let allowed = desired <= self.memory_limit;
+        self.denied |= !allowed;
+        Ok(allowed)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 1 << 20)
+    }
+}
+
+/// Advances the engine's epoch every tick so that stores past their deadline trap.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    fn start(engine: Engine, tick: Duration) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop_flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("edgenn-epoch".into())
+            .spawn(move || {
+                while !stop_flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(tick);
+                    engine.increment_epoch();
+                }
+            })
+            .expect("the epoch thread starts");
+        Self { stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! Starts the real `edgenn` binary on a loopback port and talks HTTP to it.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn test_data(name: &str) -> Vec<u8> {
+    let path = repo().join("tests/data").join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+pub fn guest_wasm(name: &str) -> PathBuf {
+    let path = repo().join("guests/target/wasm32-wasip1/release").join(format!("{name}.wasm"));
+    assert!(path.is_file(), "{} is missing: run scripts/build-guests.sh", path.display());
+    path
+}
+
+pub struct Gateway {
+    pub base: String,
+    child: Child,
+    _stdin: ChildStdin,
+}
+
+impl Gateway {
+    /// Starts a gateway with the bundled models and the given app directories (plus `extra`
+    /// arguments) and waits until it listens.
+    pub fn start(app_dirs: &[&Path], extra: &[&str]) -> Gateway {
+        let ort = repo().join(".edgenn/onnxruntime/libonnxruntime.so.1.31.1");
+        assert!(ort.is_file(), "{} is missing: run scripts/install-onnxruntime.sh", ort.display());
+        let mut command = Command::new(env!("CARGO_BIN_EXE_edgenn"));
+        command
+            .current_dir(repo())
+            .args(["serve", "--listen", "127.0.0.1:0", "--exit-on-stdin-eof", "--ort-library"])
+            .arg(&ort)
+            .args(["--models", "models"]);
+        for dir in app_dirs {
+            command.arg("--app").arg(dir);
+        }
+        command.args(extra).env("RUST_LOG", "warn,edgenn=info").stdin(Stdio::piped()).stdout(Stdio::piped());
+        let mut child = command.spawn().expect("edgenn starts");
+        let stdin = child.stdin.take().expect("piped stdin");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("reads the listening line");
+        let base = line
+            .trim()
+            .strip_prefix("edgenn listening on ")
+            .unwrap_or_else(|| panic!("gateway did not start; it printed {line:?}"))
+            .to_string();
+        Gateway { base, child, _stdin: stdin }
+    }
+
+    /// The gateway with the built-in apps, shared by the tests of one test binary. It exits
+    /// when the test binary does (its stdin closes).
+    pub fn shared() -> &'static Gateway {
+        static GATEWAY: OnceLock<Gateway> = OnceLock::new();
+        GATEWAY.get_or_init(|| Gateway::start(&[Path::new("guests/classify"), Path::new("guests/predict")], &[]))
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .into()
+}
+
+/// Status and parsed JSON body.
+pub fn json_of(response: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> (u16, serde_json::Value) {
+    let mut response = response.expect("the request completes");
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().expect("a text body");
+    let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("status {status}: body is not JSON ({e}): {text:?}"));
+    (status, json)
+}
+
+pub fn post(path: &str, content_type: &str, body: &[u8]) -> (u16, serde_json::Value) {
+    let gateway = Gateway::shared();
+    json_of(agent().post(&gateway.url(path)).header("content-type", content_type).send(body))
+}
+
+pub fn get(path: &str) -> (u16, serde_json::Value) {
+    json_of(agent().get(&Gateway::shared().url(path)).call())
+}
+
+/// A multipart/form-data body with one file field.
+pub fn multipart(field: &str, filename: &str, content_type: &str, data: &[u8]) -> (String, Vec<u8>) {
+    let boundary = "edgenn-test-boundary-7MA4YWxkTrZu0gW";
+    let mut body = Vec::new();
+    body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhello\r\n").as_bytes());
+    body.extend_from_slice(
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{filename}\"\r\nContent-Type: {content_type}\r\n\r\n")
+            .as_bytes(),
+    );
+    body.extend_from_slice(data);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}

@@ -96,7 +96,7 @@ case "$repo" in *[[:space:]]*) die "the repository path must not contain spaces 
 key="$(stamp_key)"
 
 # ---------------------------------------------------------------------------- std for wasm32-wasip1
-say "building std for $target with $("$rustc" -V) (once; about a minute on 2 cores)"
+say "building std for $target with $("$rustc" -V) (once; 1-2 minutes on 2 cores)"
 build="$repo/.edgenn/wasm-sysroot-build"
 new="$repo/.edgenn/wasm-sysroot.new"
 # $build is kept if a run fails half-way, so that the next one reuses the compiled std.

@@ -7,4 +7,4 @@ scripts/setup.sh
 echo "==> gateway tests (cargo test --release)"
 cargo test --release --locked
 echo "==> guest SDK and guest unit tests (native)"
-cargo test --locked --manifest-path guests/Cargo.toml --workspace --exclude-test-programs 2>/dev/null || true
+cargo test --locked --manifest-path guests/Cargo.toml --workspace

@@ -130,7 +130,7 @@ impl BackendGraph for OrtGraph {
 
 impl OrtGraph {
     pub fn execution(&self) -> OrtExecution {
-        OrtExecution { model: self.0.clone(), inputs: vec![None; self.0.inputs.len()], outputs: Vec::new() }
+        OrtExecution { model: self.0.clone(), inputs: self.0.inputs.iter().map(|_| None).collect(), outputs: Vec::new() }
     }
 
     pub fn kind(&self) -> BackendKind {
@@ -140,7 +140,8 @@ impl OrtGraph {
 
 pub struct OrtExecution {
     model: Arc<OrtModel>,
-    inputs: Vec<Option<Tensor>>,
+    /// Converted to ONNX Runtime values as they arrive: one copy of the guest's bytes.
+    inputs: Vec<Option<DynValue>>,
     outputs: Vec<Tensor>,
 }
 
@@ -163,17 +164,9 @@ impl OrtExecution {
 
     fn run(&mut self) -> Result<(), BackendError> {
         let mut values = Vec::with_capacity(self.inputs.len());
-        for ((name, expected), tensor) in self.model.inputs.iter().zip(&self.inputs) {
-            let tensor = tensor.as_ref().ok_or_else(|| backend_error(format!("input {name:?} was not set")))?;
-            if let Some(expected) = expected {
-                if *expected != element_type(tensor.ty)? {
-                    return Err(backend_error(format!(
-                        "input {name:?} expects {expected:?}, the guest gave {:?}",
-                        tensor.ty
-                    )));
-                }
-            }
-            values.push((name.clone(), to_ort_value(tensor)?));
+        for ((name, _), value) in self.model.inputs.iter().zip(&self.inputs) {
+            let value = value.as_ref().ok_or_else(|| backend_error(format!("input {name:?} was not set")))?;
+            values.push((name.as_str(), value));
         }
         let mut session = self.model.pool.checkout();
         let outputs = session.run(values).map_err(backend_error)?;
@@ -191,7 +184,13 @@ impl BackendExecutionContext for OrtExecution {
     fn set_input(&mut self, id: Id, tensor: &Tensor) -> Result<(), BackendError> {
         check_tensor(tensor)?;
         let index = self.input_index(&id)?;
-        self.inputs[index] = Some(tensor.clone());
+        let (name, expected) = &self.model.inputs[index];
+        if let Some(expected) = expected
+            && *expected != element_type(tensor.ty)?
+        {
+            return Err(backend_error(format!("input {name:?} expects {expected:?}, the guest gave {:?}", tensor.ty)));
+        }
+        self.inputs[index] = Some(to_ort_value(tensor)?);
         Ok(())
     }
 

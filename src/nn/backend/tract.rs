@@ -141,16 +141,20 @@ impl BackendExecutionContext for TractExecution {
 }
 
 fn to_tract(tensor: &NnTensor) -> Result<Tensor, BackendError> {
+    // One copy of the guest's bytes into a typed vector, moved into the tensor.
+    fn typed<T: Datum + bytemuck::Pod>(shape: Vec<usize>, data: &[u8]) -> Result<Tensor, BackendError> {
+        let array = tract_ndarray::ArrayD::from_shape_vec(shape, bytes_to_vec::<T>(data)).map_err(backend_error)?;
+        Ok(array.into_tensor())
+    }
     let shape = check_tensor(tensor)?;
-    let made = match tensor.ty {
-        TensorType::Fp32 => Tensor::from_shape(&shape, &bytes_to_vec::<f32>(&tensor.data)),
-        TensorType::Fp64 => Tensor::from_shape(&shape, &bytes_to_vec::<f64>(&tensor.data)),
-        TensorType::I32 => Tensor::from_shape(&shape, &bytes_to_vec::<i32>(&tensor.data)),
-        TensorType::I64 => Tensor::from_shape(&shape, &bytes_to_vec::<i64>(&tensor.data)),
-        TensorType::U8 => Tensor::from_shape(&shape, &tensor.data),
-        other => return Err(BackendError::UnsupportedTensorType(format!("{other:?}"))),
-    };
-    made.map_err(backend_error)
+    match tensor.ty {
+        TensorType::Fp32 => typed::<f32>(shape, &tensor.data),
+        TensorType::Fp64 => typed::<f64>(shape, &tensor.data),
+        TensorType::I32 => typed::<i32>(shape, &tensor.data),
+        TensorType::I64 => typed::<i64>(shape, &tensor.data),
+        TensorType::U8 => typed::<u8>(shape, &tensor.data),
+        other => Err(BackendError::UnsupportedTensorType(format!("{other:?}"))),
+    }
 }
 
 fn from_tract(value: &TValue) -> Result<NnTensor, BackendError> {

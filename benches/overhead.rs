@@ -9,7 +9,8 @@
 
 use edgenn::nn::backend::ort::{OrtBackend, OrtOptions};
 use edgenn::nn::backend::tract::TractBackend;
-use edgenn::nn::{Backends, ModelStore};
+use edgenn::metrics::Metrics;
+use edgenn::nn::{Backends, ModelAccess, ModelStore};
 use edgenn::runtime::wagi::GuestRequest;
 use edgenn::runtime::{Runtime, RuntimeConfig, Sandbox};
 use std::path::PathBuf;
@@ -74,9 +75,11 @@ fn main() {
     let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     let ort_library = repo().join(".edgenn/onnxruntime/libonnxruntime.so.1.31.1");
     let ort = OrtBackend::new(&ort_library, OrtOptions { sessions_per_model: 1, intra_threads: 1 }).expect("ONNX Runtime");
-    let store = Arc::new(ModelStore::new(Backends { ort: Ok(ort.clone()), tract: TractBackend }, 1 << 30));
+    let metrics = Arc::new(Metrics::new());
+    let backends = Backends { ort: Ok(ort.clone()), tract: TractBackend };
+    let store = Arc::new(ModelStore::new(backends, 1 << 30, metrics.clone()));
     store.register_all(&repo().join("models")).expect("models");
-    let runtime = Runtime::new(RuntimeConfig::default(), store.clone()).expect("runtime");
+    let runtime = Runtime::new(RuntimeConfig::default(), store.clone(), metrics).expect("runtime");
     let wasm = |name: &str| {
         std::fs::read(repo().join(format!("guests/target/wasm32-wasip1/release/{name}.wasm")))
             .unwrap_or_else(|e| panic!("{name}.wasm: {e} (run scripts/build-guests.sh)"))
@@ -85,7 +88,7 @@ fn main() {
         name: name.to_string(),
         memory_bytes: 256 << 20,
         deadline: Duration::from_secs(30),
-        allowed_models: None,
+        models: Arc::new(ModelAccess::everything()),
         config_env: Arc::from(Vec::new()),
     };
     println!("edgenn overhead benchmarks ({} cores)", std::thread::available_parallelism().map_or(1, |n| n.get()));

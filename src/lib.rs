@@ -7,11 +7,13 @@
 
 pub mod apps;
 pub mod http;
+pub mod metrics;
 pub mod nn;
 pub mod runtime;
 
 use anyhow::Context;
 use apps::Apps;
+use metrics::Metrics;
 use nn::backend::BackendKind;
 use nn::backend::ort::{OrtBackend, OrtOptions};
 use nn::backend::tract::TractBackend;
@@ -36,11 +38,14 @@ pub struct GatewayConfig {
     pub runtime: RuntimeConfig,
     /// Load every declared model on every backend at start, in the background.
     pub warm_up: bool,
+    /// The demo page's directory, served at `/` and `/demo/`.
+    pub web_demo: Option<PathBuf>,
 }
 
 /// The gateway's parts, built and wired, not yet listening.
 pub struct Gateway {
     pub apps: Arc<Apps>,
+    pub web_demo: Option<PathBuf>,
 }
 
 impl Gateway {
@@ -52,18 +57,20 @@ impl Gateway {
         if let Err(why) = &ort {
             tracing::warn!(%why, "ONNX Runtime backend disabled; tract still serves");
         }
-        let models = Arc::new(ModelStore::new(Backends { ort, tract: TractBackend }, config.model_cache_bytes));
+        let metrics = Arc::new(Metrics::new());
+        let backends = Backends { ort, tract: TractBackend };
+        let models = Arc::new(ModelStore::new(backends, config.model_cache_bytes, metrics.clone()));
         for root in &config.model_roots {
             let names = models.register_all(root).with_context(|| format!("loading models from {}", root.display()))?;
             tracing::info!(root = %root.display(), models = ?names, "models registered");
         }
-        let runtime = Runtime::new(config.runtime.clone(), models).map_err(|e| anyhow::anyhow!("cannot start wasmtime: {e:#}"))?;
+        let runtime = Runtime::new(config.runtime.clone(), models, metrics).map_err(|e| anyhow::anyhow!("cannot start wasmtime: {e:#}"))?;
         let runtime = Arc::new(runtime);
         let apps = Arc::new(Apps::new(runtime));
         for dir in &config.app_dirs {
             apps.deploy_dir(dir).with_context(|| format!("deploying the app in {}", dir.display()))?;
         }
-        Ok(Self { apps })
+        Ok(Self { apps, web_demo: config.web_demo.clone() })
     }
 
     /// Loads the apps' models on every available backend so first requests do not pay for it.
@@ -82,7 +89,7 @@ impl Gateway {
     }
 
     pub fn router(&self) -> axum::Router {
-        http::router(self.apps.clone())
+        http::router(self.apps.clone(), self.web_demo.clone())
     }
 }
 
@@ -91,7 +98,7 @@ pub async fn serve(config: GatewayConfig) -> anyhow::Result<()> {
     let gateway = Gateway::build(&config)?;
     if config.warm_up {
         let apps = gateway.apps.clone();
-        tokio::task::spawn_blocking(move || Gateway { apps }.warm_up());
+        tokio::task::spawn_blocking(move || Gateway { apps, web_demo: None }.warm_up());
     }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

@@ -47,6 +47,9 @@ struct ServeArgs {
     /// Guest instances alive at once; further requests wait.
     #[arg(long, default_value_t = RuntimeConfig::default().max_instances)]
     max_instances: u32,
+    /// The demo page's directory, served at `/`.
+    #[arg(long, default_value = "web-demo")]
+    web_demo: PathBuf,
     /// Do not load the apps' models at start.
     #[arg(long)]
     no_warm_up: bool,
@@ -80,6 +83,7 @@ async fn main() -> anyhow::Result<()> {
                     ..RuntimeConfig::default()
                 },
                 warm_up: !args.no_warm_up,
+                web_demo: args.web_demo.join("index.html").is_file().then_some(args.web_demo),
             };
             if args.exit_on_stdin_eof {
                 std::thread::spawn(|| {

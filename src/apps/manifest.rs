@@ -6,6 +6,11 @@
 //! wasm = "../target/wasm32-wasip1/release/classify.wasm"
 //! models = ["efficientnet-lite0"]    # shared models the app may load, on any backend
 //!
+//! [[bundled_models]]                 # ONNX files shipped with the app, private to it
+//! name = "digits"                    # what the guest passes to load_by_name
+//! file = "model/digits.onnx"         # relative to this file
+//! backend = "tract"
+//!
 //! [limits]
 //! memory_mib = 256
 //! deadline_ms = 10000
@@ -15,6 +20,7 @@
 //! model = "efficientnet-lite0"
 //! ```
 
+use crate::nn::backend::BackendKind;
 use crate::nn::manifest::is_valid_name;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -33,9 +39,22 @@ pub struct AppManifest {
     #[serde(default)]
     pub models: Vec<String>,
     #[serde(default)]
+    pub bundled_models: Vec<BundledModel>,
+    #[serde(default)]
     pub limits: Limits,
     #[serde(default)]
     pub config: BTreeMap<String, String>,
+}
+
+/// An ONNX model shipped inside the app's directory.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BundledModel {
+    pub name: String,
+    pub file: PathBuf,
+    pub backend: BackendKind,
+    #[serde(default)]
+    pub description: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -96,6 +115,17 @@ impl AppManifest {
                 return Err(format!("model name {model:?} is not valid"));
             }
         }
+        for (i, bundled) in self.bundled_models.iter().enumerate() {
+            if !is_valid_name(&bundled.name) {
+                return Err(format!("bundled model name {:?} is not valid", bundled.name));
+            }
+            if self.models.contains(&bundled.name) || self.bundled_models[..i].iter().any(|b| b.name == bundled.name) {
+                return Err(format!("model name {:?} is declared twice", bundled.name));
+            }
+            if !is_relative_inside(&bundled.file) {
+                return Err(format!("bundled model file {:?} must be a relative path inside the app", bundled.file));
+            }
+        }
         let l = &self.limits;
         if !(1..=MAX_MEMORY_MIB).contains(&l.memory_mib) {
             return Err(format!("limits.memory_mib must be 1..={MAX_MEMORY_MIB}"));
@@ -113,6 +143,12 @@ impl AppManifest {
         }
         Ok(())
     }
+}
+
+/// A relative path that stays inside its base directory (no `..`, no root).
+pub fn is_relative_inside(path: &Path) -> bool {
+    use std::path::Component;
+    !path.as_os_str().is_empty() && path.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
 }
 
 #[cfg(test)]
@@ -141,6 +177,20 @@ mod tests {
     }
 
     #[test]
+    fn parses_bundled_models() {
+        let text = EXAMPLE.replace(
+            "[limits]",
+            "[[bundled_models]]\nname = \"digits\"\nfile = \"model/digits.onnx\"\nbackend = \"tract\"\n[limits]",
+        );
+        let m = AppManifest::parse(&text).unwrap();
+        assert_eq!(m.bundled_models[0].name, "digits");
+        assert_eq!(m.bundled_models[0].backend, BackendKind::Tract);
+        assert!(is_relative_inside(Path::new("model/x.onnx")));
+        assert!(!is_relative_inside(Path::new("/etc/x")));
+        assert!(!is_relative_inside(Path::new("a/../../x")));
+    }
+
+    #[test]
     fn rejects_bad_routes_limits_and_fields() {
         for (from, to) in [
             ("/v1/classify", "/apps/x"),
@@ -150,6 +200,8 @@ mod tests {
             ("memory_mib = 256", "memory_mib = 999999"),
             ("backend = \"ort\"", "\"bad key\" = \"x\""),
             ("wasm = ", "unknown = 1\nwasm = "),
+            ("[limits]", "[[bundled_models]]\nname = \"x\"\nfile = \"../x.onnx\"\nbackend = \"tract\"\n[limits]"),
+            ("[limits]", "[[bundled_models]]\nname = \"efficientnet-lite0\"\nfile = \"x.onnx\"\nbackend = \"tract\"\n[limits]"),
         ] {
             let text = EXAMPLE.replace(from, to);
             assert!(AppManifest::parse(&text).is_err(), "accepted {to:?}");

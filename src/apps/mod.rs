@@ -4,12 +4,15 @@
 
 pub mod manifest;
 
+use crate::nn::manifest::ModelManifest;
+use crate::nn::{ModelAccess, ModelStore, NnError};
 use crate::runtime::wagi::{GuestRequest, config_variable};
 use crate::runtime::{GuestModule, GuestRun, Runtime, RuntimeError, Sandbox};
 pub use manifest::{AppManifest, ManifestError};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -20,6 +23,16 @@ pub struct App {
     module: GuestModule,
     sandbox: Sandbox,
     pub wasm_bytes: u64,
+    /// Store keys of this version's bundled models, forgotten when the last request using this
+    /// version is done (in-flight requests keep the `Arc<App>` alive).
+    bundled_keys: Vec<String>,
+    models: Arc<ModelStore>,
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        self.models.unregister(&self.bundled_keys);
+    }
 }
 
 impl App {
@@ -47,6 +60,8 @@ pub enum DeployError {
     Module { app: String, source: RuntimeError },
     #[error("app {app:?} declares model {model:?}, which the gateway does not have")]
     UnknownModel { app: String, model: String },
+    #[error("app {app:?}: bundled model {model:?}: {source}")]
+    BundledModel { app: String, model: String, source: NnError },
     #[error("route {route:?} of app {app:?} is already served by app {other:?}")]
     RouteTaken { route: String, app: String, other: String },
 }
@@ -72,12 +87,13 @@ pub struct Apps {
     runtime: Arc<Runtime>,
     table: RwLock<Table>,
     slots: Arc<Semaphore>,
+    deployments: AtomicU64,
 }
 
 impl Apps {
     pub fn new(runtime: Arc<Runtime>) -> Self {
         let slots = Arc::new(Semaphore::new(runtime.config().max_instances as usize));
-        Self { runtime, table: RwLock::default(), slots }
+        Self { runtime, table: RwLock::default(), slots, deployments: AtomicU64::new(1) }
     }
 
     pub fn runtime(&self) -> &Arc<Runtime> {
@@ -90,11 +106,19 @@ impl Apps {
         let manifest = AppManifest::from_dir(dir)?;
         let wasm_path = dir.join(&manifest.wasm);
         let wasm = std::fs::read(&wasm_path).map_err(|source| ManifestError::Read { path: wasm_path, source })?;
-        self.deploy(manifest, &wasm)
+        let metrics = self.runtime.metrics();
+        let deployed = self.deploy(manifest, &wasm, dir);
+        match &deployed {
+            Ok(_) => metrics.deploys.inc(),
+            Err(_) => metrics.failed_deploys.inc(),
+        };
+        deployed
     }
 
-    pub fn deploy(&self, manifest: AppManifest, wasm: &[u8]) -> Result<Arc<App>, DeployError> {
-        let models = self.runtime.models();
+    /// Validates and makes live an app whose bundled model files are in `dir`. Nothing changes
+    /// for the running version unless every check passes.
+    fn deploy(&self, manifest: AppManifest, wasm: &[u8], dir: &Path) -> Result<Arc<App>, DeployError> {
+        let models = self.runtime.models().clone();
         for model in &manifest.models {
             if models.entry(model).is_none() {
                 return Err(DeployError::UnknownModel { app: manifest.name.clone(), model: model.clone() });
@@ -104,16 +128,19 @@ impl Apps {
             .runtime
             .compile(wasm)
             .map_err(|source| DeployError::Module { app: manifest.name.clone(), source })?;
+        let bundled = self.register_bundled(&manifest, dir)?;
         let config_env: Vec<(String, String)> =
             manifest.config.iter().map(|(k, v)| (config_variable(k), v.clone())).collect();
+        let access = ModelAccess { all_shared: false, shared: manifest.models.clone(), bundled: bundled.clone() };
         let sandbox = Sandbox {
             name: manifest.name.clone(),
             memory_bytes: manifest.limits.memory_mib << 20,
             deadline: Duration::from_millis(manifest.limits.deadline_ms),
-            allowed_models: Some(manifest.models.clone().into()),
+            models: Arc::new(access),
             config_env: config_env.into(),
         };
-        let app = Arc::new(App { manifest, module, sandbox, wasm_bytes: wasm.len() as u64 });
+        let bundled_keys = bundled.into_iter().map(|(_, key)| key).collect();
+        let app = Arc::new(App { manifest, module, sandbox, wasm_bytes: wasm.len() as u64, bundled_keys, models });
 
         let mut table = self.table.write().unwrap_or_else(PoisonError::into_inner);
         let name = &app.manifest.name;
@@ -129,6 +156,39 @@ impl Apps {
         table.by_name.insert(name.clone(), app.clone());
         tracing::info!(app = %name, routes = ?app.manifest.routes, models = ?app.manifest.models, "app deployed");
         Ok(app)
+    }
+
+    /// Registers the app's bundled models under keys unique to this deployment and loads each
+    /// on its backend, so a model that does not load fails the deploy, not a later request.
+    fn register_bundled(&self, manifest: &AppManifest, dir: &Path) -> Result<Vec<(String, String)>, DeployError> {
+        let models = self.runtime.models();
+        let deployment = self.deployments.fetch_add(1, Ordering::Relaxed);
+        let mut registered: Vec<(String, String)> = Vec::new();
+        let mut result = Ok(());
+        for bundled in &manifest.bundled_models {
+            let key = format!("{}/{deployment}/{}", manifest.name, bundled.name);
+            let model_manifest = ModelManifest {
+                name: bundled.name.clone(),
+                file: bundled.file.clone(),
+                backend: bundled.backend,
+                description: bundled.description.clone(),
+                inputs: Vec::new(),
+                outputs: Vec::new(),
+            };
+            let loaded = models
+                .register_bundled(&key, model_manifest, dir.join(&bundled.file))
+                .and_then(|()| models.graph(&key).map(|_| ()));
+            registered.push((bundled.name.clone(), key));
+            if let Err(source) = loaded {
+                result = Err(DeployError::BundledModel { app: manifest.name.clone(), model: bundled.name.clone(), source });
+                break;
+            }
+        }
+        if result.is_err() {
+            let keys: Vec<String> = registered.iter().map(|(_, key)| key.clone()).collect();
+            models.unregister(&keys);
+        }
+        result.map(|()| registered)
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<App>> {

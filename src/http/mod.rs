@@ -12,8 +12,12 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 pub use error::AppError;
+use crate::metrics::RequestLabels;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Instant;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::services::{ServeDir, ServeFile};
 use tower_http::trace::TraceLayer;
 
 #[derive(Clone)]
@@ -21,10 +25,17 @@ pub struct HttpState {
     pub apps: Arc<Apps>,
 }
 
-pub fn router(apps: Arc<Apps>) -> Router {
-    Router::new()
-        .route("/", get(index))
+pub fn router(apps: Arc<Apps>, web_demo: Option<PathBuf>) -> Router {
+    let router = match web_demo {
+        // The demo page at `/`, its assets at `/demo/*`; no build step.
+        Some(dir) => Router::new()
+            .route_service("/", ServeFile::new(dir.join("index.html")))
+            .nest_service("/demo", ServeDir::new(dir)),
+        None => Router::new().route("/", get(index)),
+    };
+    router
         .route("/healthz", get(|| async { Json(serde_json::json!({ "status": "ok" })) }))
+        .route("/metrics", get(metrics))
         .route("/v1/models", get(list_models))
         .route("/v1/apps", get(list_apps))
         .route("/apps/{name}", any(app_root))
@@ -45,6 +56,13 @@ async fn index(State(state): State<HttpState>) -> Json<serde_json::Value> {
         "apps": state.apps.list(),
         "endpoints": ["/v1/classify", "/v1/predict", "/v1/models", "/v1/apps", "/apps/{name}/...", "/healthz"],
     }))
+}
+
+async fn metrics(State(state): State<HttpState>) -> Response {
+    // Refreshes the cache gauges before rendering.
+    let _ = state.apps.runtime().models().stats();
+    let text = state.apps.runtime().metrics().render();
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response()
 }
 
 async fn list_models(State(state): State<HttpState>) -> Json<serde_json::Value> {
@@ -93,7 +111,25 @@ fn unknown_app(name: &str) -> AppError {
     AppError::NotFound(format!("unknown app {name:?}"))
 }
 
+/// Runs the request in the app and counts it, whatever the outcome.
 async fn dispatch(
+    state: &HttpState,
+    app: Arc<App>,
+    script_name: String,
+    path_info: String,
+    request: Request,
+) -> Result<Response, AppError> {
+    let started = Instant::now();
+    let name = app.manifest.name.clone();
+    let response = call_app(state, app, script_name, path_info, request).await.unwrap_or_else(IntoResponse::into_response);
+    let metrics = state.apps.runtime().metrics();
+    let labels = RequestLabels { app: name, status: response.status().as_u16() };
+    metrics.requests.get_or_create(&labels).inc();
+    metrics.request_duration.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+    Ok(response)
+}
+
+async fn call_app(
     state: &HttpState,
     app: Arc<App>,
     script_name: String,

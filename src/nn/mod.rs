@@ -16,9 +16,12 @@ use moka::sync::Cache;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use crate::metrics::{Metrics, ModelLabels};
+use prometheus_client::metrics::histogram::Histogram;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
-use wasmtime_wasi_nn::{Graph, GraphRegistry};
+use wasmtime_wasi_nn::backend::{BackendError, BackendExecutionContext, BackendGraph, Id, NamedTensor};
+use wasmtime_wasi_nn::{ExecutionContext, Graph, GraphRegistry, Tensor};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NnError {
@@ -47,13 +50,12 @@ pub struct Backends {
 }
 
 impl Backends {
-    fn load(&self, kind: BackendKind, onnx: &[u8]) -> Result<Graph, String> {
-        use wasmtime_wasi_nn::backend::BackendGraph;
+    fn load(&self, kind: BackendKind, onnx: &[u8]) -> Result<Box<dyn BackendGraph>, String> {
         let graph: Box<dyn BackendGraph> = match kind {
             BackendKind::Ort => Box::new(self.ort.as_ref()?.load_graph(onnx).map_err(|e| describe(&e))?),
             BackendKind::Tract => Box::new(self.tract.load_graph(onnx).map_err(|e| describe(&e))?),
         };
-        Ok(Graph::from(graph))
+        Ok(graph)
     }
 
     /// How much memory one loaded graph holds, as a multiple of its ONNX file: ONNX Runtime
@@ -126,14 +128,11 @@ pub struct ModelStore {
     capacity_bytes: u64,
     backends: Backends,
     next_generation: AtomicU64,
-    hits: AtomicU64,
-    misses: AtomicU64,
-    loads: AtomicU64,
-    load_failures: AtomicU64,
+    metrics: Arc<Metrics>,
 }
 
 impl ModelStore {
-    pub fn new(backends: Backends, capacity_bytes: u64) -> Self {
+    pub fn new(backends: Backends, capacity_bytes: u64, metrics: Arc<Metrics>) -> Self {
         // Weights are in KiB so that a u32 weight covers models up to 4 TiB.
         let cache = Cache::builder()
             .max_capacity(capacity_bytes / 1024)
@@ -145,10 +144,7 @@ impl ModelStore {
             capacity_bytes,
             backends,
             next_generation: AtomicU64::new(1),
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
-            loads: AtomicU64::new(0),
-            load_failures: AtomicU64::new(0),
+            metrics,
         }
     }
 
@@ -179,6 +175,38 @@ impl ModelStore {
         Ok(manifest)
     }
 
+    /// Adds a model that belongs to one app deployment, under a `key` that no shared model can
+    /// have (it contains `/`), so only that deployment's [`ModelAccess`] reaches it.
+    pub fn register_bundled(&self, key: &str, mut manifest: ModelManifest, onnx_path: PathBuf) -> Result<(), NnError> {
+        let size_bytes = std::fs::metadata(&onnx_path)
+            .map_err(|e| NnError::InvalidModel {
+                name: manifest.name.clone(),
+                message: format!("cannot read {}: {e}", onnx_path.display()),
+            })?
+            .len();
+        manifest.name = key.to_string();
+        let entry = CatalogEntry {
+            manifest,
+            onnx_path,
+            size_bytes,
+            generation: self.next_generation.fetch_add(1, Ordering::Relaxed),
+        };
+        self.catalog.write().unwrap_or_else(PoisonError::into_inner).insert(key.to_string(), Arc::new(entry));
+        Ok(())
+    }
+
+    /// Forgets models (bundled ones, when their app version is gone) and drops their graphs.
+    pub fn unregister(&self, keys: &[String]) {
+        let mut catalog = self.catalog.write().unwrap_or_else(PoisonError::into_inner);
+        for key in keys {
+            if let Some(entry) = catalog.remove(key) {
+                for backend in BackendKind::ALL {
+                    self.cache.invalidate(&Self::key(&entry, backend));
+                }
+            }
+        }
+    }
+
     /// Registers every sub-directory of `root` that holds a `model.toml`.
     pub fn register_all(&self, root: &Path) -> Result<Vec<String>, NnError> {
         let read_error = |e: std::io::Error| ManifestError::Read { path: root.to_path_buf(), source: e };
@@ -199,6 +227,8 @@ impl ModelStore {
         let catalog = self.catalog.read().unwrap_or_else(PoisonError::into_inner);
         let mut models: Vec<ModelInfo> = catalog
             .values()
+            // Bundled models are private to their app.
+            .filter(|entry| !entry.manifest.name.contains('/'))
             .map(|entry| ModelInfo {
                 name: entry.manifest.name.clone(),
                 default_backend: entry.manifest.backend,
@@ -245,10 +275,10 @@ impl ModelStore {
         }
         let key = Self::key(&entry, backend);
         if let Some(cached) = self.cache.get(&key) {
-            self.hits.fetch_add(1, Ordering::Relaxed);
+            self.metrics.cache_hits.inc();
             return Ok((cached.graph, backend));
         }
-        self.misses.fetch_add(1, Ordering::Relaxed);
+        self.metrics.cache_misses.inc();
         let cached = self
             .cache
             .try_get_with(key, || self.load(&entry, backend))
@@ -261,13 +291,18 @@ impl ModelStore {
         let result = std::fs::read(&entry.onnx_path)
             .map_err(|e| format!("cannot read {}: {e}", entry.onnx_path.display()))
             .and_then(|onnx| self.backends.load(backend, &onnx));
+        let labels = ModelLabels { model: entry.manifest.name.clone(), backend: backend.to_string() };
+        let result = result.map(|inner| {
+            let histogram = self.metrics.inference_duration.get_or_create(&labels).clone();
+            Graph::from(Box::new(MeteredGraph { inner: Graph::from(inner), histogram }) as Box<dyn BackendGraph>)
+        });
         match &result {
             Ok(_) => {
-                self.loads.fetch_add(1, Ordering::Relaxed);
+                self.metrics.model_loads.inc();
                 tracing::info!(model = %entry.manifest.name, %backend, elapsed_ms = started.elapsed().as_millis() as u64, "model loaded");
             }
             Err(message) => {
-                self.load_failures.fetch_add(1, Ordering::Relaxed);
+                self.metrics.model_load_failures.inc();
                 tracing::warn!(model = %entry.manifest.name, %backend, %message, "model failed to load");
             }
         }
@@ -275,23 +310,54 @@ impl ModelStore {
         result.map(|graph| CachedGraph { graph, weight_kib: u32::try_from(weight_kib).unwrap_or(u32::MAX) })
     }
 
+    /// Cache statistics; also refreshes the cache gauges of the metrics.
     pub fn stats(&self) -> CacheStats {
         self.cache.run_pending_tasks();
-        CacheStats {
-            hits: self.hits.load(Ordering::Relaxed),
-            misses: self.misses.load(Ordering::Relaxed),
-            loads: self.loads.load(Ordering::Relaxed),
-            load_failures: self.load_failures.load(Ordering::Relaxed),
+        let stats = CacheStats {
+            hits: self.metrics.cache_hits.get(),
+            misses: self.metrics.cache_misses.get(),
+            loads: self.metrics.model_loads.get(),
+            load_failures: self.metrics.model_load_failures.get(),
             entries: self.cache.entry_count(),
             bytes_held: self.cache.weighted_size() * 1024,
             capacity_bytes: self.capacity_bytes,
-        }
+        };
+        self.metrics.cache_bytes.set(stats.bytes_held);
+        self.metrics.cache_entries.set(stats.entries);
+        stats
     }
 
     /// The registry one guest instance sees: it resolves `load_by_name` through this store,
-    /// restricted to `allowed` models when given.
-    pub fn registry(self: &Arc<Self>, allowed: Option<Arc<[String]>>) -> AppGraphRegistry {
-        AppGraphRegistry { store: self.clone(), allowed, loaded: HashMap::new() }
+    /// within what `access` lets the app load.
+    pub fn registry(self: &Arc<Self>, access: Arc<ModelAccess>) -> AppGraphRegistry {
+        AppGraphRegistry { store: self.clone(), access, loaded: HashMap::new() }
+    }
+}
+
+/// Which models an app may load: shared models it declares (or all, for a local runner or a
+/// benchmark) and the models bundled with it, by their bare names.
+#[derive(Debug, Clone, Default)]
+pub struct ModelAccess {
+    pub all_shared: bool,
+    pub shared: Vec<String>,
+    /// Bare name -> store key of the bundled model.
+    pub bundled: Vec<(String, String)>,
+}
+
+impl ModelAccess {
+    pub fn everything() -> Self {
+        Self { all_shared: true, ..Self::default() }
+    }
+
+    /// The store key for a model name the guest asked for.
+    fn resolve<'a>(&'a self, model: &'a str) -> Result<&'a str, NnError> {
+        if let Some((_, key)) = self.bundled.iter().find(|(name, _)| name == model) {
+            return Ok(key);
+        }
+        if self.all_shared || self.shared.iter().any(|m| m == model) {
+            return Ok(model);
+        }
+        Err(NnError::NotAllowed(model.to_string()))
     }
 }
 
@@ -299,19 +365,26 @@ impl ModelStore {
 /// the shared store as the guest asks for models.
 pub struct AppGraphRegistry {
     store: Arc<ModelStore>,
-    allowed: Option<Arc<[String]>>,
+    access: Arc<ModelAccess>,
     loaded: HashMap<String, Graph>,
 }
 
 impl AppGraphRegistry {
     fn fetch(&self, reference: &str) -> Result<Graph, NnError> {
-        let model = reference.split_once('@').map_or(reference, |(model, _)| model);
-        if let Some(allowed) = &self.allowed
-            && !allowed.iter().any(|m| m == model)
-        {
-            return Err(NnError::NotAllowed(model.to_string()));
+        let (model, backend) = match reference.split_once('@') {
+            Some((model, backend)) => (model, Some(backend)),
+            None => (reference, None),
+        };
+        if model.contains('/') {
+            // Store keys of bundled models are not names a guest may use.
+            return Err(NnError::UnknownModel(model.to_string()));
         }
-        self.store.graph(reference).map(|(graph, _)| graph)
+        let key = self.access.resolve(model)?;
+        let reference = match backend {
+            Some(backend) => format!("{key}@{backend}"),
+            None => key.to_string(),
+        };
+        self.store.graph(&reference).map(|(graph, _)| graph)
     }
 }
 
@@ -334,5 +407,41 @@ impl GraphRegistry for AppGraphRegistry {
             }
         }
         self.loaded.get_mut(name)
+    }
+}
+
+/// Times every `compute` of a graph into the per-(model, backend) inference histogram.
+struct MeteredGraph {
+    inner: Graph,
+    histogram: Histogram,
+}
+
+impl BackendGraph for MeteredGraph {
+    fn init_execution_context(&self) -> Result<ExecutionContext, BackendError> {
+        let inner = self.inner.init_execution_context()?;
+        let metered = MeteredExecution { inner, histogram: self.histogram.clone() };
+        Ok(ExecutionContext::from(Box::new(metered) as Box<dyn BackendExecutionContext>))
+    }
+}
+
+struct MeteredExecution {
+    inner: ExecutionContext,
+    histogram: Histogram,
+}
+
+impl BackendExecutionContext for MeteredExecution {
+    fn set_input(&mut self, id: Id, tensor: &Tensor) -> Result<(), BackendError> {
+        BackendExecutionContext::set_input(&mut *self.inner, id, tensor)
+    }
+
+    fn get_output(&mut self, id: Id) -> Result<Tensor, BackendError> {
+        BackendExecutionContext::get_output(&mut *self.inner, id)
+    }
+
+    fn compute(&mut self, inputs: Option<Vec<NamedTensor>>) -> Result<Option<Vec<NamedTensor>>, BackendError> {
+        let started = std::time::Instant::now();
+        let result = BackendExecutionContext::compute(&mut *self.inner, inputs);
+        self.histogram.observe(started.elapsed().as_secs_f64());
+        result
     }
 }

@@ -7,10 +7,11 @@
 
 pub mod wagi;
 
-use crate::nn::ModelStore;
+use crate::metrics::Metrics;
+use crate::nn::{ModelAccess, ModelStore};
 use bytes::Bytes;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use wagi::{GuestRequest, GuestResponse, ResponseError};
@@ -53,8 +54,8 @@ pub struct Sandbox {
     pub name: String,
     pub memory_bytes: usize,
     pub deadline: Duration,
-    /// Models `load_by_name` may resolve; `None` allows every model in the store.
-    pub allowed_models: Option<Arc<[String]>>,
+    /// Models `load_by_name` may resolve.
+    pub models: Arc<ModelAccess>,
     /// `EDGENN_CONFIG_*` variables.
     pub config_env: Arc<[(String, String)]>,
 }
@@ -77,15 +78,6 @@ pub enum RuntimeError {
     OutputTooLarge(usize),
     #[error(transparent)]
     Response(#[from] ResponseError),
-}
-
-/// Counters for `/metrics`.
-#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
-pub struct RuntimeStats {
-    pub instantiations: u64,
-    pub deadline_kills: u64,
-    pub memory_kills: u64,
-    pub traps: u64,
 }
 
 /// A guest compiled and linked once, instantiated per request.
@@ -114,15 +106,12 @@ pub struct Runtime {
     linker: Linker<GuestState>,
     models: Arc<ModelStore>,
     config: RuntimeConfig,
-    instantiations: AtomicU64,
-    deadline_kills: AtomicU64,
-    memory_kills: AtomicU64,
-    traps: AtomicU64,
+    metrics: Arc<Metrics>,
     _ticker: EpochTicker,
 }
 
 impl Runtime {
-    pub fn new(config: RuntimeConfig, models: Arc<ModelStore>) -> wasmtime::Result<Self> {
+    pub fn new(config: RuntimeConfig, models: Arc<ModelStore>, metrics: Arc<Metrics>) -> wasmtime::Result<Self> {
         let mut pool = PoolingAllocationConfig::default();
         pool.total_core_instances(config.max_instances)
             .total_memories(config.max_instances)
@@ -142,10 +131,7 @@ impl Runtime {
             linker,
             models,
             config,
-            instantiations: AtomicU64::new(0),
-            deadline_kills: AtomicU64::new(0),
-            memory_kills: AtomicU64::new(0),
-            traps: AtomicU64::new(0),
+            metrics,
             _ticker: ticker,
         })
     }
@@ -183,7 +169,7 @@ impl Runtime {
             .envs(&env)
             .arg(&sandbox.name)
             .build_p1();
-        let registry = self.models.registry(sandbox.allowed_models.clone());
+        let registry = self.models.registry(sandbox.models.clone());
         let nn = WasiNnCtx::new([], registry.into());
         let memory_bytes = sandbox.memory_bytes.min(self.config.max_memory_bytes);
         let mut store = Store::new(&self.engine, GuestState { wasi, nn, limiter: GuestLimiter::new(memory_bytes) });
@@ -192,10 +178,10 @@ impl Runtime {
         store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
         store.epoch_deadline_trap();
 
-        self.instantiations.fetch_add(1, Ordering::Relaxed);
+        self.metrics.instantiations.inc();
         let instance = module.pre.instantiate(&mut store).map_err(|e| {
             if store.data().limiter.denied {
-                self.memory_kills.fetch_add(1, Ordering::Relaxed);
+                self.metrics.memory_kills.inc();
                 RuntimeError::MemoryLimit(memory_bytes)
             } else {
                 RuntimeError::Instantiate(format!("{e:#}"))
@@ -235,14 +221,14 @@ impl Runtime {
         stderr: &Bytes,
     ) -> RuntimeError {
         if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
-            self.deadline_kills.fetch_add(1, Ordering::Relaxed);
+            self.metrics.deadline_kills.inc();
             return RuntimeError::DeadlineExceeded(sandbox.deadline);
         }
         if store.data().limiter.denied {
-            self.memory_kills.fetch_add(1, Ordering::Relaxed);
+            self.metrics.memory_kills.inc();
             return RuntimeError::MemoryLimit(store.data().limiter.memory_limit);
         }
-        self.traps.fetch_add(1, Ordering::Relaxed);
+        self.metrics.traps.inc();
         log_stderr(sandbox, stderr);
         match exit {
             Some(code) => RuntimeError::Trap(format!("exited with status {code} without a response")),
@@ -250,13 +236,8 @@ impl Runtime {
         }
     }
 
-    pub fn stats(&self) -> RuntimeStats {
-        RuntimeStats {
-            instantiations: self.instantiations.load(Ordering::Relaxed),
-            deadline_kills: self.deadline_kills.load(Ordering::Relaxed),
-            memory_kills: self.memory_kills.load(Ordering::Relaxed),
-            traps: self.traps.load(Ordering::Relaxed),
-        }
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 }
 

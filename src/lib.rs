@@ -13,6 +13,7 @@ pub mod runtime;
 
 use anyhow::Context;
 use apps::Apps;
+use apps::persist::AppStore;
 use metrics::Metrics;
 use nn::backend::BackendKind;
 use nn::backend::ort::{OrtBackend, OrtOptions};
@@ -40,12 +41,18 @@ pub struct GatewayConfig {
     pub warm_up: bool,
     /// The demo page's directory, served at `/` and `/demo/`.
     pub web_demo: Option<PathBuf>,
+    /// Where deployed apps are kept; `None` disables the admin API and persistence.
+    pub data_dir: Option<PathBuf>,
+    /// Bearer token of the admin API; without one the admin API answers 401.
+    pub admin_token: Option<String>,
+    pub max_upload_bytes: usize,
 }
 
 /// The gateway's parts, built and wired, not yet listening.
 pub struct Gateway {
     pub apps: Arc<Apps>,
     pub web_demo: Option<PathBuf>,
+    pub admin: Option<Arc<http::admin::Admin>>,
 }
 
 impl Gateway {
@@ -70,7 +77,22 @@ impl Gateway {
         for dir in &config.app_dirs {
             apps.deploy_dir(dir).with_context(|| format!("deploying the app in {}", dir.display()))?;
         }
-        Ok(Self { apps, web_demo: config.web_demo.clone() })
+        let admin = match &config.data_dir {
+            Some(data_dir) => {
+                let store = AppStore::open(data_dir).with_context(|| format!("opening {}", data_dir.display()))?;
+                // Apps deployed over HTTP come back; one that no longer validates is logged,
+                // not fatal, so the others still serve.
+                for version in store.current_versions()? {
+                    match apps.deploy_dir(&version) {
+                        Ok(app) => tracing::info!(app = %app.manifest.name, "restored deployed app"),
+                        Err(error) => tracing::error!(dir = %version.display(), error = %format!("{error:#}"), "cannot restore app"),
+                    }
+                }
+                Some(Arc::new(http::admin::Admin::new(config.admin_token.clone(), store, config.max_upload_bytes)))
+            }
+            None => None,
+        };
+        Ok(Self { apps, web_demo: config.web_demo.clone(), admin })
     }
 
     /// Loads the apps' models on every available backend so first requests do not pay for it.
@@ -89,7 +111,7 @@ impl Gateway {
     }
 
     pub fn router(&self) -> axum::Router {
-        http::router(self.apps.clone(), self.web_demo.clone())
+        http::router(self.apps.clone(), self.web_demo.clone(), self.admin.clone())
     }
 }
 
@@ -98,7 +120,7 @@ pub async fn serve(config: GatewayConfig) -> anyhow::Result<()> {
     let gateway = Gateway::build(&config)?;
     if config.warm_up {
         let apps = gateway.apps.clone();
-        tokio::task::spawn_blocking(move || Gateway { apps, web_demo: None }.warm_up());
+        tokio::task::spawn_blocking(move || Gateway { apps, web_demo: None, admin: None }.warm_up());
     }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

@@ -47,6 +47,15 @@ struct ServeArgs {
     /// Guest instances alive at once; further requests wait.
     #[arg(long, default_value_t = RuntimeConfig::default().max_instances)]
     max_instances: u32,
+    /// Where apps deployed over the admin API are kept (they come back after a restart).
+    #[arg(long, default_value = ".edgenn/data", env = "EDGENN_DATA_DIR")]
+    data_dir: PathBuf,
+    /// Bearer token for the admin API (/admin/...). Without one the admin API answers 401.
+    #[arg(long, env = "EDGENN_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Largest admin upload (module + bundled models), in MiB.
+    #[arg(long, default_value_t = 512)]
+    max_upload_mib: usize,
     /// The demo page's directory, served at `/`.
     #[arg(long, default_value = "web-demo")]
     web_demo: PathBuf,
@@ -84,6 +93,9 @@ async fn main() -> anyhow::Result<()> {
                 },
                 warm_up: !args.no_warm_up,
                 web_demo: args.web_demo.join("index.html").is_file().then_some(args.web_demo),
+                data_dir: Some(args.data_dir),
+                admin_token: args.admin_token,
+                max_upload_bytes: args.max_upload_mib << 20,
             };
             if args.exit_on_stdin_eof {
                 std::thread::spawn(|| {

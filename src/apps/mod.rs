@@ -3,6 +3,7 @@
 //! thread, bounded by the runtime's instance slots.
 
 pub mod manifest;
+pub mod persist;
 
 use crate::nn::manifest::ModelManifest;
 use crate::nn::{ModelAccess, ModelStore, NnError};
@@ -38,6 +39,23 @@ impl Drop for App {
 impl App {
     pub fn max_body_bytes(&self) -> usize {
         self.manifest.limits.max_body_bytes
+    }
+
+    pub fn info(&self) -> AppInfo {
+        let m = &self.manifest;
+        let mut routes = vec![format!("/apps/{}", m.name)];
+        routes.extend(m.routes.iter().cloned());
+        let mut models = m.models.clone();
+        models.extend(m.bundled_models.iter().map(|b| b.name.clone()));
+        AppInfo {
+            name: m.name.clone(),
+            routes,
+            models,
+            memory_mib: m.limits.memory_mib,
+            deadline_ms: m.limits.deadline_ms,
+            max_body_bytes: m.limits.max_body_bytes,
+            wasm_bytes: self.wasm_bytes,
+        }
     }
 }
 
@@ -191,6 +209,15 @@ impl Apps {
         result.map(|()| registered)
     }
 
+    /// Takes an app out of service; in-flight requests finish on it.
+    pub fn remove(&self, name: &str) -> Option<Arc<App>> {
+        let mut table = self.table.write().unwrap_or_else(PoisonError::into_inner);
+        let app = table.by_name.remove(name)?;
+        table.by_route.retain(|_, owner| owner != name);
+        tracing::info!(app = %name, "app removed");
+        Some(app)
+    }
+
     pub fn get(&self, name: &str) -> Option<Arc<App>> {
         self.table.read().unwrap_or_else(PoisonError::into_inner).by_name.get(name).cloned()
     }
@@ -203,24 +230,7 @@ impl Apps {
 
     pub fn list(&self) -> Vec<AppInfo> {
         let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
-        let mut apps: Vec<AppInfo> = table
-            .by_name
-            .values()
-            .map(|app| {
-                let m = &app.manifest;
-                let mut routes = vec![format!("/apps/{}", m.name)];
-                routes.extend(m.routes.iter().cloned());
-                AppInfo {
-                    name: m.name.clone(),
-                    routes,
-                    models: m.models.clone(),
-                    memory_mib: m.limits.memory_mib,
-                    deadline_ms: m.limits.deadline_ms,
-                    max_body_bytes: m.limits.max_body_bytes,
-                    wasm_bytes: app.wasm_bytes,
-                }
-            })
-            .collect();
+        let mut apps: Vec<AppInfo> = table.by_name.values().map(|app| app.info()).collect();
         apps.sort_by(|a, b| a.name.cmp(&b.name));
         apps
     }

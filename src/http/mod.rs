@@ -1,5 +1,6 @@
 //! HTTP edge: routes, request -> guest request, guest response -> HTTP response.
 
+pub mod admin;
 pub mod error;
 
 use crate::apps::{App, Apps};
@@ -23,15 +24,20 @@ use tower_http::trace::TraceLayer;
 #[derive(Clone)]
 pub struct HttpState {
     pub apps: Arc<Apps>,
+    pub admin: Option<Arc<admin::Admin>>,
 }
 
-pub fn router(apps: Arc<Apps>, web_demo: Option<PathBuf>) -> Router {
+pub fn router(apps: Arc<Apps>, web_demo: Option<PathBuf>, admin: Option<Arc<admin::Admin>>) -> Router {
     let router = match web_demo {
         // The demo page at `/`, its assets at `/demo/*`; no build step.
         Some(dir) => Router::new()
             .route_service("/", ServeFile::new(dir.join("index.html")))
             .nest_service("/demo", ServeDir::new(dir)),
         None => Router::new().route("/", get(index)),
+    };
+    let router = match &admin {
+        Some(admin) => router.merge(admin::router(admin.clone())),
+        None => router,
     };
     router
         .route("/healthz", get(|| async { Json(serde_json::json!({ "status": "ok" })) }))
@@ -46,7 +52,7 @@ pub fn router(apps: Arc<Apps>, web_demo: Option<PathBuf>) -> Router {
             (StatusCode::INTERNAL_SERVER_ERROR, body).into_response()
         }))
         .layer(TraceLayer::new_for_http())
-        .with_state(HttpState { apps })
+        .with_state(HttpState { apps, admin })
 }
 
 async fn index(State(state): State<HttpState>) -> Json<serde_json::Value> {

@@ -25,7 +25,7 @@ pub fn guest_wasm(name: &str) -> PathBuf {
 pub struct Gateway {
     pub base: String,
     child: Child,
-    _stdin: ChildStdin,
+    _stdin: Option<ChildStdin>,
 }
 
 impl Gateway {
@@ -54,7 +54,13 @@ impl Gateway {
             .strip_prefix("edgenn listening on ")
             .unwrap_or_else(|| panic!("gateway did not start; it printed {line:?}"))
             .to_string();
-        Gateway { base, child, _stdin: stdin }
+        Gateway { base, child, _stdin: Some(stdin) }
+    }
+
+    /// Kills the gateway at once (SIGKILL), as a crash would.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// The gateway with the built-in apps, shared by the tests of one test binary. It exits
@@ -117,5 +123,21 @@ pub fn multipart(field: &str, filename: &str, content_type: &str, data: &[u8]) -
     );
     body.extend_from_slice(data);
     body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+/// A multipart/form-data body from `(field, filename, bytes)` parts.
+pub fn multipart_parts(parts: &[(&str, Option<&str>, &[u8])]) -> (String, Vec<u8>) {
+    let boundary = "edgenn-test-boundary-x81HF6aPqz";
+    let mut body = Vec::new();
+    for (field, filename, data) in parts {
+        let filename = filename.map(|f| format!("; filename=\"{f}\"")).unwrap_or_default();
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"{filename}\r\n\r\n").as_bytes(),
+        );
+        body.extend_from_slice(data);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
     (format!("multipart/form-data; boundary={boundary}"), body)
 }

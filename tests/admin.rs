@@ -38,11 +38,14 @@ fn deploy_replace_refuse_restart_delete() {
     let gateway = start(&data);
     let echo = std::fs::read(guest_wasm("echo")).unwrap();
 
-    // No token, a wrong token: refused before anything is read.
-    let parts: [(&str, Option<&str>, &[u8]); 2] = [("manifest", None, ECHO_MANIFEST.as_bytes()), ("wasm", None, &echo)];
-    assert_eq!(deploy(&gateway, "hello", None, &parts).0, 401);
-    assert_eq!(deploy(&gateway, "hello", Some("wrong"), &parts).0, 401);
+    // No token, a wrong token: refused before the upload is read (so the refused uploads here
+    // are small: a client whose large upload is refused early sees its send cut off).
+    let small: [(&str, Option<&str>, &[u8]); 1] = [("manifest", None, ECHO_MANIFEST.as_bytes())];
+    assert_eq!(deploy(&gateway, "hello", None, &small).0, 401);
+    assert_eq!(deploy(&gateway, "hello", Some("wrong"), &small).0, 401);
     assert_eq!(get_json(&gateway, "/admin/apps").0, 401);
+    assert_eq!(get_json(&gateway, "/v1/hello").0, 404, "nothing was deployed");
+    let parts: [(&str, Option<&str>, &[u8]); 2] = [("manifest", None, ECHO_MANIFEST.as_bytes()), ("wasm", None, &echo)];
 
     // Create: serves at once, under /apps/hello and its route.
     let (status, json) = deploy(&gateway, "hello", Some(TOKEN), &parts);

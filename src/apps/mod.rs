@@ -121,7 +121,12 @@ impl Apps {
     /// Loads the app whose `edgenn.toml` is in `dir`, validates it (module compiles and links,
     /// declared models exist) and makes it live, replacing an app of the same name.
     pub fn deploy_dir(&self, dir: &Path) -> Result<Arc<App>, DeployError> {
-        let manifest = AppManifest::from_dir(dir)?;
+        self.deploy_manifest(AppManifest::from_dir(dir)?, dir)
+    }
+
+    /// Like [`Apps::deploy_dir`] with a manifest given rather than read: paths in it are
+    /// relative to `dir`.
+    pub fn deploy_manifest(&self, manifest: AppManifest, dir: &Path) -> Result<Arc<App>, DeployError> {
         let wasm_path = dir.join(&manifest.wasm);
         let wasm = std::fs::read(&wasm_path).map_err(|source| ManifestError::Read { path: wasm_path, source })?;
         let metrics = self.runtime.metrics();
@@ -194,7 +199,7 @@ impl Apps {
                 outputs: Vec::new(),
             };
             let loaded = models
-                .register_bundled(&key, model_manifest, dir.join(&bundled.file))
+                .register_file(&key, model_manifest, dir.join(&bundled.file))
                 .and_then(|()| models.graph(&key).map(|_| ()));
             registered.push((bundled.name.clone(), key));
             if let Err(source) = loaded {

@@ -175,9 +175,10 @@ impl ModelStore {
         Ok(manifest)
     }
 
-    /// Adds a model that belongs to one app deployment, under a `key` that no shared model can
-    /// have (it contains `/`), so only that deployment's [`ModelAccess`] reaches it.
-    pub fn register_bundled(&self, key: &str, mut manifest: ModelManifest, onnx_path: PathBuf) -> Result<(), NnError> {
+    /// Adds a model from one ONNX file under `key`: a shared name (`edgenn run --model`), or,
+    /// for a model bundled with an app deployment, a key no shared model can have (it contains
+    /// `/`), so only that deployment's [`ModelAccess`] reaches it.
+    pub fn register_file(&self, key: &str, mut manifest: ModelManifest, onnx_path: PathBuf) -> Result<(), NnError> {
         let size_bytes = std::fs::metadata(&onnx_path)
             .map_err(|e| NnError::InvalidModel {
                 name: manifest.name.clone(),

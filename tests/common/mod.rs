@@ -32,18 +32,34 @@ impl Gateway {
     /// Starts a gateway with the bundled models and the given app directories (plus `extra`
     /// arguments) and waits until it listens.
     pub fn start(app_dirs: &[&Path], extra: &[&str]) -> Gateway {
+        let mut args: Vec<String> = ["serve", "--models", "models"].map(String::from).to_vec();
+        for dir in app_dirs {
+            args.push("--app".into());
+            args.push(dir.display().to_string());
+        }
+        // No demo page and a private data directory unless a test asks for them.
+        args.extend(["--web-demo".into(), "no-demo".into()]);
+        if !extra.contains(&"--data-dir") {
+            let data = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("data-{}-{}", std::process::id(), unique()));
+            args.extend(["--data-dir".into(), data.display().to_string()]);
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Gateway::spawn(&args)
+    }
+
+    /// Runs `edgenn ARGS --listen 127.0.0.1:0` and waits until it listens.
+    pub fn spawn(args: &[String]) -> Gateway {
         let ort = repo().join(".edgenn/onnxruntime/libonnxruntime.so.1.31.1");
         assert!(ort.is_file(), "{} is missing: run scripts/install-onnxruntime.sh", ort.display());
         let mut command = Command::new(env!("CARGO_BIN_EXE_edgenn"));
         command
             .current_dir(repo())
-            .args(["serve", "--listen", "127.0.0.1:0", "--exit-on-stdin-eof", "--ort-library"])
+            .args(args)
+            .args(["--listen", "127.0.0.1:0", "--exit-on-stdin-eof", "--ort-library"])
             .arg(&ort)
-            .args(["--models", "models"]);
-        for dir in app_dirs {
-            command.arg("--app").arg(dir);
-        }
-        command.args(extra).env("RUST_LOG", "warn,edgenn=info").stdin(Stdio::piped()).stdout(Stdio::piped());
+            .env("RUST_LOG", "warn,edgenn=info")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped());
         let mut child = command.spawn().expect("edgenn starts");
         let stdin = child.stdin.take().expect("piped stdin");
         let stdout = child.stdout.take().expect("piped stdout");
@@ -52,7 +68,7 @@ impl Gateway {
         let base = line
             .trim()
             .strip_prefix("edgenn listening on ")
-            .unwrap_or_else(|| panic!("gateway did not start; it printed {line:?}"))
+            .unwrap_or_else(|| panic!("gateway did not start ({args:?}); it printed {line:?}"))
             .to_string();
         Gateway { base, child, _stdin: Some(stdin) }
     }
@@ -84,6 +100,18 @@ impl Drop for Gateway {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Runs `edgenn ARGS` to completion: (success, stdout, stderr).
+pub fn edgenn(args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_edgenn")).current_dir(repo()).args(args).output().expect("edgenn runs");
+    (output.status.success(), String::from_utf8_lossy(&output.stdout).into(), String::from_utf8_lossy(&output.stderr).into())
 }
 
 pub fn agent() -> ureq::Agent {

@@ -1,0 +1,83 @@
+//! `edgenn deploy`: sends a local app folder (manifest, module, bundled models) to a running
+//! gateway's admin API as one multipart request.
+
+use crate::apps::manifest::{AppManifest, MANIFEST_FILE};
+use anyhow::{Context, bail};
+use std::path::Path;
+
+/// Deploys the app in `dir` to the gateway at `base_url` and returns its answer.
+pub fn deploy(dir: &Path, base_url: &str, token: &str) -> anyhow::Result<serde_json::Value> {
+    let manifest_text =
+        std::fs::read_to_string(dir.join(MANIFEST_FILE)).with_context(|| format!("reading {}", dir.join(MANIFEST_FILE).display()))?;
+    let manifest = AppManifest::parse(&manifest_text).map_err(|e| anyhow::anyhow!("invalid {MANIFEST_FILE}: {e}"))?;
+    let wasm_path = dir.join(&manifest.wasm);
+    let wasm = std::fs::read(&wasm_path)
+        .with_context(|| format!("reading the module {} (build the app first)", wasm_path.display()))?;
+    let mut form = Multipart::new();
+    form.part("manifest", None, manifest_text.as_bytes());
+    form.part("wasm", None, &wasm);
+    for bundled in &manifest.bundled_models {
+        let path = dir.join(&bundled.file);
+        let bytes = std::fs::read(&path).with_context(|| format!("reading bundled model {}", path.display()))?;
+        form.part("file", Some(&bundled.file.to_string_lossy()), &bytes);
+    }
+    let base = base_url.trim_end_matches('/');
+    let url = format!("{base}/admin/apps/{}", manifest.name);
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    // The gateway refuses a wrong token before reading an upload, which would cut the upload
+    // off mid-send: check the token with a small request first, for a clear answer.
+    let list = format!("{base}/admin/apps");
+    let mut check = agent
+        .get(&list)
+        .header("authorization", &format!("Bearer {token}"))
+        .call()
+        .with_context(|| format!("cannot reach {list}"))?;
+    if !check.status().is_success() {
+        let text = check.body_mut().read_to_string().unwrap_or_default();
+        bail!("{list} answered {}: {text}", check.status());
+    }
+    let mut response = agent
+        .put(&url)
+        .header("authorization", &format!("Bearer {token}"))
+        .header("content-type", &form.content_type())
+        .send(&form.finish()[..])
+        .with_context(|| format!("sending to {url}"))?;
+    let status = response.status();
+    let text = response.body_mut().read_to_string().unwrap_or_default();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|_| serde_json::json!({ "error": text }));
+    if !status.is_success() {
+        bail!("{url} answered {status}: {}", json["error"].as_str().unwrap_or("(no message)"));
+    }
+    Ok(json)
+}
+
+/// A multipart/form-data body, built in memory (uploads are a module and a few models).
+struct Multipart {
+    boundary: String,
+    body: Vec<u8>,
+}
+
+impl Multipart {
+    fn new() -> Self {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        Self { boundary: format!("edgenn-{nanos:x}-{}", std::process::id()), body: Vec::new() }
+    }
+
+    fn part(&mut self, name: &str, filename: Option<&str>, data: &[u8]) {
+        let filename = filename.map(|f| format!("; filename=\"{}\"", f.replace('"', "%22"))).unwrap_or_default();
+        self.body.extend_from_slice(
+            format!("--{}\r\nContent-Disposition: form-data; name=\"{name}\"{filename}\r\n\r\n", self.boundary).as_bytes(),
+        );
+        self.body.extend_from_slice(data);
+        self.body.extend_from_slice(b"\r\n");
+    }
+
+    fn content_type(&self) -> String {
+        format!("multipart/form-data; boundary={}", self.boundary)
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        self.body.extend_from_slice(format!("--{}--\r\n", self.boundary).as_bytes());
+        self.body
+    }
+}

@@ -1,0 +1,85 @@
+//! `edgenn new`: a new guest app from the template in `guests/template`, embedded in the
+//! binary so it works from any directory.
+
+use crate::nn::manifest::is_valid_name;
+use anyhow::{Context, bail};
+use std::path::Path;
+
+const TEMPLATE_NAME: &str = "my-app";
+
+/// (path in the new app, contents) of every template file.
+const FILES: &[(&str, &str)] = &[
+    ("Cargo.toml", include_str!("../guests/template/Cargo.toml")),
+    ("edgenn.toml", include_str!("../guests/template/edgenn.toml")),
+    ("README.md", include_str!("../guests/template/README.md")),
+    ("src/main.rs", include_str!("../guests/template/src/main.rs")),
+];
+
+/// Where the guest SDK of this checkout is; a new app depends on it by path.
+fn sdk_path() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("guests/sdk").display().to_string()
+}
+
+/// Writes a new app called `name` into `dir` (which must not exist or be empty).
+pub fn create(name: &str, dir: &Path) -> anyhow::Result<()> {
+    if !is_valid_name(name) || name.contains('.') {
+        bail!("app name {name:?} must be 1-64 characters of a-z, 0-9, '-' or '_'");
+    }
+    if dir.exists() && dir.read_dir().map(|mut d| d.next().is_some()).unwrap_or(true) {
+        bail!("{} already exists and is not empty", dir.display());
+    }
+    for (path, contents) in FILES {
+        let text = render(path, contents, name);
+        let target = dir.join(path);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        }
+        std::fs::write(&target, text).with_context(|| format!("writing {}", target.display()))?;
+    }
+    Ok(())
+}
+
+fn render(path: &str, contents: &str, name: &str) -> String {
+    let crate_name = name.replace('-', "_");
+    let mut text = contents.replace(TEMPLATE_NAME, name).replace("my_app", &crate_name);
+    if path == "edgenn.toml" {
+        // In the guests workspace the module lands in ../target; on its own, in ./target.
+        text = text.replace("../target/", "target/");
+    }
+    if path == "Cargo.toml" {
+        // Outside the guests workspace the app is its own workspace, finds the SDK by absolute
+        // path, and needs the release profile the guest sysroot was built for.
+        text = text.replace("path = \"../sdk\"", &format!("path = {:?}", sdk_path()));
+        if !text.contains("[workspace]") {
+            text.push_str("\n# A workspace of its own, wherever it is created.\n[workspace]\n");
+        }
+        if !text.contains("[profile.release]") {
+            text.push_str(
+                "\n# The guest std is built with panic=abort; small, fast modules.\n[profile.release]\nopt-level = 3\npanic = \"abort\"\nlto = true\ncodegen-units = 1\nstrip = true\n",
+            );
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_a_standalone_app() {
+        let dir = std::env::temp_dir().join(format!("edgenn-new-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        create("word-counter", &dir).unwrap();
+        let cargo = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+        assert!(cargo.contains("name = \"word-counter\""), "{cargo}");
+        assert!(cargo.contains("[workspace]"), "{cargo}");
+        assert!(cargo.contains(&sdk_path()), "{cargo}");
+        let manifest = std::fs::read_to_string(dir.join("edgenn.toml")).unwrap();
+        assert!(manifest.contains("word-counter"), "{manifest}");
+        assert!(!manifest.contains(TEMPLATE_NAME), "{manifest}");
+        assert!(create("word-counter", &dir).is_err(), "refuses to overwrite");
+        assert!(create("Bad Name", &dir.join("x")).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

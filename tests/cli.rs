@@ -1,0 +1,95 @@
+//! The command line: `edgenn run` serves one app with no configuration, `edgenn deploy` pushes
+//! an app folder to a running gateway, `edgenn new` starts an app from the template, which
+//! builds with the guest toolchain and deploys.
+
+mod common;
+use common::*;
+use std::path::{Path, PathBuf};
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn s(args: &[&str]) -> Vec<String> {
+    args.iter().map(|a| a.to_string()).collect()
+}
+
+#[test]
+fn run_serves_a_bare_module_with_config_and_a_model_file() {
+    let echo = guest_wasm("echo");
+    let gateway = Gateway::spawn(&s(&["run", echo.to_str().unwrap(), "--config", "greeting=hi", "--no-warm-up"]));
+    let (status, json) = json_of(agent().get(&gateway.url("/apps/echo/anything")).call());
+    assert_eq!(status, 200, "{json}");
+    assert_eq!(json["env"]["EDGENN_CONFIG_GREETING"], "hi");
+    assert_eq!(json["path"], "/anything");
+
+    let tensor = guest_wasm("nn-tensor");
+    let gateway = Gateway::spawn(&s(&[
+        "run",
+        tensor.to_str().unwrap(),
+        "--model",
+        "lm=models/wordlm/model.onnx",
+        "--backend",
+        "tract",
+        "--no-warm-up",
+    ]));
+    let tokens: Vec<u8> = [7i32; 32].iter().flat_map(|v| v.to_le_bytes()).collect();
+    let post = |query: &str| {
+        json_of(
+            agent()
+                .post(&gateway.url(&format!("/apps/nn-tensor?{query}&shape=1,32&type=i32")))
+                .header("content-type", "application/octet-stream")
+                .send(&tokens[..]),
+        )
+    };
+    let (status, json) = post("model=lm");
+    assert_eq!((status, json["output_len"].as_u64()), (200, Some(6000)), "{json}");
+    // Only the models given with --model: the bundled model directory is not the app's.
+    assert_eq!(post("model=wordlm").0, 404);
+}
+
+#[test]
+fn run_serves_an_app_folder() {
+    let gateway = Gateway::spawn(&s(&["run", "guests/predict"]));
+    let (status, json) = json_of(agent().get(&gateway.url("/v1/predict?text=she%20was%20not%20acq&k=3")).call());
+    assert_eq!(status, 200, "{json}");
+    assert_eq!(json["completing"], "acq");
+}
+
+#[test]
+fn new_builds_and_deploys_over_http() {
+    // From the template...
+    let app = scratch("new-app");
+    let (ok, out, err) = edgenn(&["new", "word-echo", "--path", app.to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+    // ...built with the project's guest toolchain (sharing the guests' build cache)...
+    let built = std::process::Command::new(repo().join("scripts/guest-cargo"))
+        .args(["build", "--release", "--manifest-path"])
+        .arg(app.join("Cargo.toml"))
+        .env("CARGO_TARGET_DIR", repo().join("guests/target"))
+        .status()
+        .expect("guest-cargo runs");
+    assert!(built.success());
+    let wasm = repo().join("guests/target/wasm32-wasip1/release/word-echo.wasm");
+    assert!(wasm.is_file());
+    std::fs::create_dir_all(app.join("target/wasm32-wasip1/release")).unwrap();
+    std::fs::copy(&wasm, app.join("target/wasm32-wasip1/release/word-echo.wasm")).unwrap();
+
+    // ...and deployed to a running gateway with `edgenn deploy`.
+    let gateway = Gateway::start(&[], &["--no-warm-up", "--admin-token", "cli-token"]);
+    let (ok, out, err) = edgenn(&["deploy", app.to_str().unwrap(), "--to", &gateway.base, "--token", "wrong"]);
+    assert!(!ok, "a wrong token must fail: {out}{err}");
+    assert!(err.contains("401"), "{err}");
+    let (ok, out, err) = edgenn(&["deploy", app.to_str().unwrap(), "--to", &gateway.base, "--token", "cli-token"]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("\"word-echo\""), "{out}");
+    // The template runs the shared wordlm model on the numbers it is given.
+    let (status, json) = json_of(agent().get(&gateway.url("/v1/word-echo?input=12,7,40&k=3")).call());
+    assert_eq!(status, 200, "{json}");
+    assert_eq!(json["model"], "wordlm");
+    assert_eq!(json["outputs"], 6000);
+    assert_eq!(json["top"].as_array().map(Vec::len), Some(3), "{json}");
+    let _ = std::fs::remove_dir_all(&app);
+}

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: set-up, one release build of the gateway, its unit and integration tests
-# (which start the real gateway on loopback ports), and the guest SDK's unit tests.
+# (which start the real gateway on loopback ports), the guests' unit tests and the demo page
+# in a real headless Chromium.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -8,3 +9,5 @@ echo "==> gateway tests (cargo test --release)"
 cargo test --release --locked
 echo "==> guest SDK and guest unit tests (native)"
 cargo test --locked --manifest-path guests/Cargo.toml --workspace
+echo "==> the demo page in headless Chromium (scripts/test-browser.sh)"
+EDGENN_SKIP_SETUP=1 scripts/test-browser.sh

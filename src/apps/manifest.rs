@@ -21,7 +21,8 @@
 //! ```
 
 use crate::nn::backend::BackendKind;
-use crate::nn::manifest::is_valid_name;
+pub use crate::nn::manifest::ManifestError;
+use crate::nn::manifest::{is_valid_name, parse_manifest, read_manifest};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -76,25 +77,13 @@ pub const MAX_MEMORY_MIB: usize = 1024;
 pub const MAX_DEADLINE_MS: u64 = 120_000;
 pub const MAX_BODY_BYTES: usize = 256 << 20;
 
-#[derive(Debug, thiserror::Error)]
-pub enum ManifestError {
-    #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("invalid app manifest {path}: {message}")]
-    Invalid { path: PathBuf, message: String },
-}
-
 impl AppManifest {
     pub fn from_dir(dir: &Path) -> Result<Self, ManifestError> {
-        let path = dir.join(MANIFEST_FILE);
-        let text = std::fs::read_to_string(&path).map_err(|source| ManifestError::Read { path: path.clone(), source })?;
-        Self::parse(&text).map_err(|message| ManifestError::Invalid { path, message })
+        read_manifest(&dir.join(MANIFEST_FILE), Self::parse)
     }
 
     pub fn parse(text: &str) -> Result<Self, String> {
-        let manifest: Self = toml::from_str(text).map_err(|e| e.message().to_string())?;
-        manifest.validate()?;
-        Ok(manifest)
+        parse_manifest(text, Self::validate)
     }
 
     fn validate(&self) -> Result<(), String> {

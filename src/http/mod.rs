@@ -81,8 +81,7 @@ async fn list_apps(State(state): State<HttpState>) -> Json<serde_json::Value> {
 }
 
 async fn app_root(State(state): State<HttpState>, Path(name): Path<String>, request: Request) -> Result<Response, AppError> {
-    let app = state.apps.get(&name).ok_or_else(|| unknown_app(&name))?;
-    dispatch(&state, app, format!("/apps/{name}"), "/".to_string(), request).await
+    by_name(&state, &name, "/".to_string(), request).await
 }
 
 async fn app_path(
@@ -90,8 +89,13 @@ async fn app_path(
     Path((name, rest)): Path<(String, String)>,
     request: Request,
 ) -> Result<Response, AppError> {
-    let app = state.apps.get(&name).ok_or_else(|| unknown_app(&name))?;
-    dispatch(&state, app, format!("/apps/{name}"), format!("/{rest}"), request).await
+    by_name(&state, &name, format!("/{rest}"), request).await
+}
+
+/// `/apps/<name>/...`: every app is served here, besides its own routes.
+async fn by_name(state: &HttpState, name: &str, path_info: String, request: Request) -> Result<Response, AppError> {
+    let app = state.apps.get(name).ok_or_else(|| AppError::NotFound(format!("unknown app {name:?}")))?;
+    dispatch(state, app, format!("/apps/{name}"), path_info, request).await
 }
 
 /// Extra routes declared by apps (`/v1/classify`), matched exactly or as a prefix.
@@ -111,10 +115,6 @@ async fn by_route(State(state): State<HttpState>, request: Request) -> Result<Re
             _ => return Err(AppError::NotFound(format!("no route for {path}"))),
         }
     }
-}
-
-fn unknown_app(name: &str) -> AppError {
-    AppError::NotFound(format!("unknown app {name:?}"))
 }
 
 /// Runs the request in the app and counts it, whatever the outcome.

@@ -2,6 +2,7 @@
 //! shapes of its inputs and outputs (inputs are addressed by index in that order).
 
 use super::backend::BackendKind;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -33,26 +34,36 @@ pub struct TensorSpec {
     pub shape: Vec<i64>,
 }
 
+/// A manifest file (a model's `model.toml` or an app's `edgenn.toml`) that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
     #[error("cannot read {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
-    #[error("invalid model manifest {path}: {message}")]
+    #[error("invalid manifest {path}: {message}")]
     Invalid { path: PathBuf, message: String },
+}
+
+/// Reads the TOML manifest at `path` and checks it with `parse`.
+pub fn read_manifest<T>(path: &Path, parse: impl FnOnce(&str) -> Result<T, String>) -> Result<T, ManifestError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read { path: path.to_path_buf(), source })?;
+    parse(&text).map_err(|message| ManifestError::Invalid { path: path.to_path_buf(), message })
+}
+
+/// Deserialises a TOML manifest and checks it with `validate`.
+pub fn parse_manifest<T: DeserializeOwned>(text: &str, validate: impl FnOnce(&T) -> Result<(), String>) -> Result<T, String> {
+    let manifest: T = toml::from_str(text).map_err(|e| e.message().to_string())?;
+    validate(&manifest)?;
+    Ok(manifest)
 }
 
 impl ModelManifest {
     /// Reads `<dir>/model.toml` and checks it names a usable model.
     pub fn from_dir(dir: &Path) -> Result<Self, ManifestError> {
-        let path = dir.join(MANIFEST_FILE);
-        let text = std::fs::read_to_string(&path).map_err(|source| ManifestError::Read { path: path.clone(), source })?;
-        Self::parse(&text).map_err(|message| ManifestError::Invalid { path, message })
+        read_manifest(&dir.join(MANIFEST_FILE), Self::parse)
     }
 
     pub fn parse(text: &str) -> Result<Self, String> {
-        let manifest: Self = toml::from_str(text).map_err(|e| e.message().to_string())?;
-        manifest.validate()?;
-        Ok(manifest)
+        parse_manifest(text, Self::validate)
     }
 
     fn validate(&self) -> Result<(), String> {

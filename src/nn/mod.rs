@@ -155,23 +155,7 @@ impl ModelStore {
     /// Adds (or replaces) the model in `dir`, described by its `model.toml`.
     pub fn register_dir(&self, dir: &Path) -> Result<ModelManifest, NnError> {
         let manifest = ModelManifest::from_dir(dir)?;
-        let onnx_path = dir.join(&manifest.file);
-        let size_bytes = std::fs::metadata(&onnx_path)
-            .map_err(|e| NnError::InvalidModel {
-                name: manifest.name.clone(),
-                message: format!("cannot read {}: {e}", onnx_path.display()),
-            })?
-            .len();
-        let entry = CatalogEntry {
-            manifest: manifest.clone(),
-            onnx_path,
-            size_bytes,
-            generation: self.next_generation.fetch_add(1, Ordering::Relaxed),
-        };
-        self.catalog
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(manifest.name.clone(), Arc::new(entry));
+        self.register_file(&manifest.name, manifest.clone(), dir.join(&manifest.file))?;
         Ok(manifest)
     }
 

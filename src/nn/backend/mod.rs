@@ -82,6 +82,23 @@ pub(crate) fn backend_error(message: impl fmt::Display) -> BackendError {
     BackendError::BackendAccess(wasmtime::Error::msg(message.to_string()))
 }
 
+/// `BackendInner::load` for backends that take one ONNX file, on the CPU.
+pub(crate) fn load_single<G: wasmtime_wasi_nn::backend::BackendGraph + 'static>(
+    builders: &[&[u8]],
+    target: wasmtime_wasi_nn::wit::ExecutionTarget,
+    load_graph: impl FnOnce(&[u8]) -> Result<G, BackendError>,
+) -> Result<wasmtime_wasi_nn::Graph, BackendError> {
+    use wasmtime_wasi_nn::wit::ExecutionTarget;
+    if !matches!(target, ExecutionTarget::Cpu) {
+        return Err(backend_error(format!("execution target {target:?} is not available: edgenn runs on the CPU")));
+    }
+    let [onnx] = builders else {
+        return Err(BackendError::InvalidNumberOfBuilders(1, builders.len()));
+    };
+    let graph: Box<dyn wasmtime_wasi_nn::backend::BackendGraph> = Box::new(load_graph(onnx)?);
+    Ok(wasmtime_wasi_nn::Graph::from(graph))
+}
+
 /// `BackendFromDir` convention (as wasmtime-wasi-nn's own ONNX backend): `<dir>/model.onnx`.
 pub(crate) fn read_model_bytes(dir: &std::path::Path) -> Result<Vec<u8>, BackendError> {
     let path = dir.join("model.onnx");

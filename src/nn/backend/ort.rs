@@ -4,8 +4,7 @@
 //! graph owns a small pool of sessions: concurrent inferences on one model each check out their
 //! own session, and the pool's lock is held only to pop and push, never while a model runs.
 
-use super::{BackendKind, backend_error, bytes_to_vec, check_tensor};
-use crate::nn::backend::read_model_bytes;
+use super::{BackendKind, backend_error, bytes_to_vec, check_tensor, load_single, read_model_bytes};
 use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::value::{DynValue, Tensor as OrtTensor, TensorElementType};
@@ -87,11 +86,7 @@ impl BackendInner for OrtBackend {
     }
 
     fn load(&mut self, builders: &[&[u8]], target: ExecutionTarget) -> Result<Graph, BackendError> {
-        check_cpu(target)?;
-        let [onnx] = builders else {
-            return Err(BackendError::InvalidNumberOfBuilders(1, builders.len()));
-        };
-        Ok(Graph::from(Box::new(self.load_graph(onnx)?) as Box<dyn BackendGraph>))
+        load_single(builders, target, |onnx| self.load_graph(onnx))
     }
 
     fn as_dir_loadable(&mut self) -> Option<&mut dyn BackendFromDir> {
@@ -103,13 +98,6 @@ impl BackendFromDir for OrtBackend {
     fn load_from_dir(&mut self, dir: &Path, target: ExecutionTarget) -> Result<Graph, BackendError> {
         let onnx = read_model_bytes(dir)?;
         self.load(&[&onnx], target)
-    }
-}
-
-pub(crate) fn check_cpu(target: ExecutionTarget) -> Result<(), BackendError> {
-    match target {
-        ExecutionTarget::Cpu => Ok(()),
-        other => Err(backend_error(format!("execution target {other:?} is not available: edgenn runs on the CPU"))),
     }
 }
 

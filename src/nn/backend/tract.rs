@@ -2,8 +2,7 @@
 //! `SimplePlan`; `run` takes `&self` and spawns its own state, so any number of inferences of
 //! one model run in parallel without a lock.
 
-use super::ort::check_cpu;
-use super::{BackendKind, backend_error, bytes_to_vec, check_tensor, read_model_bytes};
+use super::{BackendKind, backend_error, bytes_to_vec, check_tensor, load_single, read_model_bytes};
 use std::path::Path;
 use std::sync::Arc;
 use tract_onnx::prelude::*;
@@ -37,11 +36,7 @@ impl BackendInner for TractBackend {
     }
 
     fn load(&mut self, builders: &[&[u8]], target: ExecutionTarget) -> Result<Graph, BackendError> {
-        check_cpu(target)?;
-        let [onnx] = builders else {
-            return Err(BackendError::InvalidNumberOfBuilders(1, builders.len()));
-        };
-        Ok(Graph::from(Box::new(self.load_graph(onnx)?) as Box<dyn BackendGraph>))
+        load_single(builders, target, |onnx| self.load_graph(onnx))
     }
 
     fn as_dir_loadable(&mut self) -> Option<&mut dyn BackendFromDir> {

@@ -1,6 +1,7 @@
 //! The command line: `edgenn run` serves one app with no configuration, `edgenn deploy` pushes
 //! an app folder to a running gateway, `edgenn new` starts an app from the template, which
-//! builds with the guest toolchain and deploys.
+//! builds with the guest toolchain, deploys, is protected from a broken replacement, survives
+//! a restart and is deleted.
 
 mod common;
 use common::*;
@@ -59,7 +60,7 @@ fn run_serves_an_app_folder() {
 }
 
 #[test]
-fn new_builds_and_deploys_over_http() {
+fn template_app_lifecycle_over_http() {
     // From the template...
     let app = scratch("new-app");
     let (ok, out, err) = edgenn(&["new", "word-echo", "--path", app.to_str().unwrap()]);
@@ -78,7 +79,9 @@ fn new_builds_and_deploys_over_http() {
     std::fs::copy(&wasm, app.join("target/wasm32-wasip1/release/word-echo.wasm")).unwrap();
 
     // ...and deployed to a running gateway with `edgenn deploy`.
-    let gateway = Gateway::start(&[], &["--no-warm-up", "--admin-token", "cli-token"]);
+    let data = scratch("new-app-data");
+    let data_arg = data.to_str().unwrap();
+    let gateway = Gateway::start(&[], &["--no-warm-up", "--admin-token", "cli-token", "--data-dir", data_arg]);
     let (ok, out, err) = edgenn(&["deploy", app.to_str().unwrap(), "--to", &gateway.base, "--token", "wrong"]);
     assert!(!ok, "a wrong token must fail: {out}{err}");
     assert!(err.contains("401"), "{err}");
@@ -86,10 +89,29 @@ fn new_builds_and_deploys_over_http() {
     assert!(ok, "{out}{err}");
     assert!(out.contains("\"word-echo\""), "{out}");
     // The template runs the shared wordlm model on the numbers it is given.
-    let (status, json) = json_of(agent().get(&gateway.url("/v1/word-echo?input=12,7,40&k=3")).call());
-    assert_eq!(status, 200, "{json}");
-    assert_eq!(json["model"], "wordlm");
-    assert_eq!(json["outputs"], 6000);
-    assert_eq!(json["top"].as_array().map(Vec::len), Some(3), "{json}");
+    let serves = |gateway: &Gateway| {
+        let (status, json) = json_of(agent().get(&gateway.url("/v1/word-echo?input=12,7,40&k=3")).call());
+        assert_eq!(status, 200, "{json}");
+        assert_eq!(json["model"], "wordlm");
+        assert_eq!(json["outputs"], 6000);
+        assert_eq!(json["top"].as_array().map(Vec::len), Some(3), "{json}");
+    };
+    serves(&gateway);
+
+    // A broken version (a module that does not compile) is refused; the old one keeps serving.
+    std::fs::write(app.join("target/wasm32-wasip1/release/word-echo.wasm"), b"\0asm\x01\0\0\0broken").unwrap();
+    let (ok, out, err) = edgenn(&["deploy", app.to_str().unwrap(), "--to", &gateway.base, "--token", "cli-token"]);
+    assert!(!ok, "a broken module must be refused: {out}");
+    assert!(err.contains("422") && err.contains("not a valid WebAssembly module"), "{err}");
+    serves(&gateway);
+
+    // It survives a crash and restart, and is gone once deleted.
+    gateway.kill();
+    let gateway = Gateway::start(&[], &["--no-warm-up", "--admin-token", "cli-token", "--data-dir", data_arg]);
+    serves(&gateway);
+    let deleted = agent().delete(&gateway.url("/admin/apps/word-echo")).header("authorization", "Bearer cli-token").call();
+    assert_eq!(json_of(deleted).0, 200);
+    assert_eq!(json_of(agent().get(&gateway.url("/v1/word-echo?input=1")).call()).0, 404);
     let _ = std::fs::remove_dir_all(&app);
+    let _ = std::fs::remove_dir_all(&data);
 }

@@ -53,6 +53,7 @@ pub struct GatewayConfig {
     /// Bearer token of the admin API; without one the admin API answers 401.
     pub admin_token: Option<String>,
     pub max_upload_bytes: usize,
+    pub http: http::HttpLimits,
 }
 
 /// The gateway's parts, built and wired, not yet listening.
@@ -60,6 +61,7 @@ pub struct Gateway {
     pub apps: Arc<Apps>,
     pub web_demo: Option<PathBuf>,
     pub admin: Option<Arc<http::admin::Admin>>,
+    pub http: http::HttpLimits,
 }
 
 impl Gateway {
@@ -104,17 +106,21 @@ impl Gateway {
                 let store = AppStore::open(data_dir).with_context(|| format!("opening {}", data_dir.display()))?;
                 // Apps deployed over HTTP come back; one that no longer validates is logged,
                 // not fatal, so the others still serve.
-                for version in store.current_versions()? {
-                    match apps.deploy_dir(&version) {
+                for (name, version) in store.current_versions()? {
+                    match apps.deploy_stored(&version, &name) {
                         Ok(app) => tracing::info!(app = %app.manifest.name, "restored deployed app"),
                         Err(error) => tracing::error!(dir = %version.display(), error = %format!("{error:#}"), "cannot restore app"),
                     }
                 }
-                Some(Arc::new(http::admin::Admin::new(config.admin_token.clone(), store, config.max_upload_bytes)))
+                let upload = http::admin::UploadLimits {
+                    max_bytes: config.max_upload_bytes,
+                    read_timeout: config.http.upload_read_timeout,
+                };
+                Some(Arc::new(http::admin::Admin::new(config.admin_token.clone(), store, upload)))
             }
             None => None,
         };
-        Ok(Self { apps, web_demo: config.web_demo.clone(), admin })
+        Ok(Self { apps, web_demo: config.web_demo.clone(), admin, http: config.http.clone() })
     }
 
     /// Loads the apps' models on every available backend so first requests do not pay for it.
@@ -133,7 +139,7 @@ impl Gateway {
     }
 
     pub fn router(&self) -> axum::Router {
-        http::router(self.apps.clone(), self.web_demo.clone(), self.admin.clone())
+        http::router(self.apps.clone(), self.web_demo.clone(), self.admin.clone(), self.http.clone())
     }
 }
 
@@ -142,7 +148,8 @@ pub async fn serve(config: GatewayConfig) -> anyhow::Result<()> {
     let gateway = Gateway::build(&config)?;
     if config.warm_up {
         let apps = gateway.apps.clone();
-        tokio::task::spawn_blocking(move || Gateway { apps, web_demo: None, admin: None }.warm_up());
+        let http = config.http.clone();
+        tokio::task::spawn_blocking(move || Gateway { apps, web_demo: None, admin: None, http }.warm_up());
     }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -151,7 +158,7 @@ pub async fn serve(config: GatewayConfig) -> anyhow::Result<()> {
     tracing::info!(address = %listener.local_addr()?, ?backends, "edgenn listening");
     // Scripts and tests wait for this line.
     println!("edgenn listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, gateway.router()).with_graceful_shutdown(shutdown_signal()).await?;
+    http::serve::serve(listener, gateway.router(), &config.http, shutdown_signal()).await;
     Ok(())
 }
 

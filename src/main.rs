@@ -2,12 +2,14 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use edgenn::apps::AppManifest;
 use edgenn::apps::manifest::Limits;
+use edgenn::http::HttpLimits;
 use edgenn::nn::backend::BackendKind;
 use edgenn::nn::backend::ort::OrtOptions;
 use edgenn::runtime::RuntimeConfig;
 use edgenn::{GatewayConfig, serve};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 use tracing_subscriber::EnvFilter;
 
 /// edgenn: run WebAssembly AI apps at the edge.
@@ -57,6 +59,21 @@ struct EngineArgs {
     /// Do not load the apps' models at start.
     #[arg(long)]
     no_warm_up: bool,
+    /// Requests served at once over all apps and endpoints; beyond it, 503 with Retry-After.
+    #[arg(long, env = "EDGENN_MAX_REQUESTS_IN_FLIGHT", default_value_t = HttpLimits::default().max_requests_in_flight)]
+    max_requests_in_flight: usize,
+    /// Connections open at once; beyond it, new ones wait to be accepted.
+    #[arg(long, env = "EDGENN_MAX_CONNECTIONS", default_value_t = HttpLimits::default().max_connections)]
+    max_connections: usize,
+    /// Seconds a client has to send a request's headers before its connection is closed.
+    #[arg(long, env = "EDGENN_HEADER_TIMEOUT_SECS", default_value_t = HttpLimits::default().header_read_timeout.as_secs())]
+    header_timeout_secs: u64,
+    /// Seconds a client has to send an app request's body (408 beyond it).
+    #[arg(long, env = "EDGENN_BODY_TIMEOUT_SECS", default_value_t = HttpLimits::default().body_read_timeout.as_secs())]
+    body_timeout_secs: u64,
+    /// Seconds an admin upload may take to arrive (408 beyond it).
+    #[arg(long, env = "EDGENN_UPLOAD_TIMEOUT_SECS", default_value_t = HttpLimits::default().upload_read_timeout.as_secs())]
+    upload_timeout_secs: u64,
     /// Shut down when standard input closes (for supervisors and tests that own the process).
     #[arg(long, hide = true)]
     exit_on_stdin_eof: bool,
@@ -155,6 +172,14 @@ fn gateway_config(engine: EngineArgs) -> GatewayConfig {
         data_dir: None,
         admin_token: None,
         max_upload_bytes: 0,
+        http: HttpLimits {
+            header_read_timeout: Duration::from_secs(engine.header_timeout_secs.max(1)),
+            body_read_timeout: Duration::from_secs(engine.body_timeout_secs.max(1)),
+            upload_read_timeout: Duration::from_secs(engine.upload_timeout_secs.max(1)),
+            max_requests_in_flight: engine.max_requests_in_flight.max(1),
+            max_connections: engine.max_connections.max(1),
+            ..HttpLimits::default()
+        },
     }
 }
 

@@ -12,9 +12,10 @@
 //! backend = "tract"
 //!
 //! [limits]
-//! memory_mib = 256
-//! deadline_ms = 10000
+//! memory_mib = 256                   # linear memory plus what wasi-nn holds on the host for it
+//! deadline_ms = 10000                # the whole request: guest code, sleeps, inference
 //! max_body_bytes = 20971520
+//! max_concurrency = 8                # requests of this app running at once (as many may wait)
 //!
 //! [config]                           # given to the guest as EDGENN_CONFIG_<KEY>
 //! model = "efficientnet-lite0"
@@ -64,11 +65,14 @@ pub struct Limits {
     pub memory_mib: usize,
     pub deadline_ms: u64,
     pub max_body_bytes: usize,
+    /// Requests of this app that run at once; as many again may wait for a turn, and beyond
+    /// that the app answers 429. One app cannot take every instance slot of the gateway.
+    pub max_concurrency: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { memory_mib: 128, deadline_ms: 5_000, max_body_bytes: 10 << 20 }
+        Self { memory_mib: 128, deadline_ms: 5_000, max_body_bytes: 10 << 20, max_concurrency: 8 }
     }
 }
 
@@ -76,6 +80,38 @@ impl Default for Limits {
 pub const MAX_MEMORY_MIB: usize = 1024;
 pub const MAX_DEADLINE_MS: u64 = 120_000;
 pub const MAX_BODY_BYTES: usize = 256 << 20;
+pub const MAX_CONCURRENCY: usize = 256;
+
+/// `[config]` is handed to every request as environment variables: it must stay small.
+pub const MAX_CONFIG_KEYS: usize = 64;
+pub const MAX_CONFIG_KEY_BYTES: usize = 64;
+pub const MAX_CONFIG_BYTES: usize = 32 << 10;
+
+/// Routes are at most this long, so looking one up costs a bounded number of hash lookups
+/// whatever the request path (see `Apps::by_route`).
+pub const MAX_ROUTE_BYTES: usize = 128;
+
+/// Paths the gateway serves itself, with what serves them. An app route may be none of them
+/// nor lie below one (it would be shadowed, or shadow a built-in). `/v2` is kept for the Open
+/// Inference Protocol.
+pub const BUILT_IN_ROUTES: [(&str, &str); 8] = [
+    ("/apps", "the per-app routes /apps/<name>"),
+    ("/admin", "the admin API"),
+    ("/metrics", "the metrics endpoint"),
+    ("/healthz", "the health check"),
+    ("/v1/models", "the model list"),
+    ("/v1/apps", "the app list"),
+    ("/demo", "the demo page"),
+    ("/v2", "the inference protocol (reserved)"),
+];
+
+/// Whether `route` is `prefix` or a path below it (`/v1/a/b` is below `/v1/a`, `/v1/ab` is not).
+pub fn is_at_or_below(route: &str, prefix: &str) -> bool {
+    route.strip_prefix(prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// The module file of a stored (uploaded) app: the admin API writes every module under it.
+pub const STORED_WASM_FILE: &str = "app.wasm";
 
 impl AppManifest {
     pub fn from_dir(dir: &Path) -> Result<Self, ManifestError> {
@@ -86,17 +122,38 @@ impl AppManifest {
         parse_manifest(text, Self::validate)
     }
 
+    /// Reads an app the admin API stored: it must be the app its directory is named after, and
+    /// its module must be the stored one, whatever else is in the directory.
+    pub fn from_stored_dir(dir: &Path, name: &str) -> Result<Self, ManifestError> {
+        let manifest = Self::from_dir(dir)?;
+        let path = dir.join(MANIFEST_FILE);
+        if manifest.name != name {
+            let message = format!("names app {:?} but is stored as {name:?}", manifest.name);
+            return Err(ManifestError::Invalid { path, message });
+        }
+        if manifest.wasm != Path::new(STORED_WASM_FILE) {
+            let message = format!("module {:?} is not the stored {STORED_WASM_FILE}", manifest.wasm);
+            return Err(ManifestError::Invalid { path, message });
+        }
+        Ok(manifest)
+    }
+
     fn validate(&self) -> Result<(), String> {
         if !is_valid_name(&self.name) {
             return Err(format!("app name {:?} must be 1-64 characters of a-z, 0-9, '-', '_' or '.'", self.name));
         }
         for route in &self.routes {
             let well_formed = route.starts_with('/')
-                && route.len() > 1
+                && (2..=MAX_ROUTE_BYTES).contains(&route.len())
                 && !route.ends_with('/')
+                && !route.contains("//")
+                && route.split('/').all(|segment| segment != "." && segment != "..")
                 && route.bytes().all(|b| b.is_ascii_alphanumeric() || b"/-_.".contains(&b));
-            if !well_formed || route.starts_with("/apps/") || route.starts_with("/admin") || route == "/metrics" {
-                return Err(format!("route {route:?} must look like /v1/name and not be under /apps, /admin or /metrics"));
+            if !well_formed {
+                return Err(format!("route {route:?} must look like /v1/name (at most {MAX_ROUTE_BYTES} characters)"));
+            }
+            if let Some((builtin, owner)) = BUILT_IN_ROUTES.iter().find(|(builtin, _)| is_at_or_below(route, builtin)) {
+                return Err(format!("route {route:?} is served by the gateway itself ({builtin}: {owner})"));
             }
         }
         for model in &self.models {
@@ -125,10 +182,24 @@ impl AppManifest {
         if !(1..=MAX_BODY_BYTES).contains(&l.max_body_bytes) {
             return Err(format!("limits.max_body_bytes must be 1..={MAX_BODY_BYTES}"));
         }
-        for key in self.config.keys() {
-            if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
-                return Err(format!("config key {key:?} must be letters, digits, '_' or '-'"));
+        if !(1..=MAX_CONCURRENCY).contains(&l.max_concurrency) {
+            return Err(format!("limits.max_concurrency must be 1..={MAX_CONCURRENCY}"));
+        }
+        if self.config.len() > MAX_CONFIG_KEYS {
+            return Err(format!("[config] has {} keys; at most {MAX_CONFIG_KEYS} are allowed", self.config.len()));
+        }
+        let mut config_bytes = 0;
+        for (key, value) in &self.config {
+            if key.is_empty() || key.len() > MAX_CONFIG_KEY_BYTES || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+                return Err(format!("config key {key:?} must be 1-{MAX_CONFIG_KEY_BYTES} letters, digits, '_' or '-'"));
             }
+            if value.contains('\0') {
+                return Err(format!("config value of {key:?} contains a NUL character"));
+            }
+            config_bytes += key.len() + value.len();
+        }
+        if config_bytes > MAX_CONFIG_BYTES {
+            return Err(format!("[config] is {config_bytes} bytes; at most {MAX_CONFIG_BYTES} are allowed"));
         }
         Ok(())
     }
@@ -187,6 +258,14 @@ mod tests {
             ("/v1/classify", "/v1/classify/"),
             ("memory_mib = 256", "memory_mib = 0"),
             ("memory_mib = 256", "memory_mib = 999999"),
+            ("memory_mib = 256", "max_concurrency = 0"),
+            ("/v1/classify", "/healthz"),
+            ("/v1/classify", "/v1/models/mine"),
+            ("/v1/classify", "/metrics"),
+            ("/v1/classify", "/demo"),
+            ("/v1/classify", "/admin/x"),
+            ("/v1/classify", "/v1/../admin"),
+            ("/v1/classify", "/v1//x"),
             ("backend = \"ort\"", "\"bad key\" = \"x\""),
             ("wasm = ", "unknown = 1\nwasm = "),
             ("[limits]", "[[bundled_models]]\nname = \"x\"\nfile = \"../x.onnx\"\nbackend = \"tract\"\n[limits]"),
@@ -195,5 +274,18 @@ mod tests {
             let text = EXAMPLE.replace(from, to);
             assert!(AppManifest::parse(&text).is_err(), "accepted {to:?}");
         }
+        // A prefix that only shares characters, not a segment, is not a built-in's.
+        assert!(AppManifest::parse(&EXAMPLE.replace("/v1/classify", "/v1/modelsx")).is_ok());
+        assert!(AppManifest::parse(&EXAMPLE.replace("/v1/classify", "/administrator")).is_ok());
+    }
+
+    #[test]
+    fn config_is_bounded() {
+        let many: String = (0..=MAX_CONFIG_KEYS).map(|i| format!("k{i} = \"v\"\n")).collect();
+        let text = EXAMPLE.replace("backend = \"ort\"", &many);
+        let error = AppManifest::parse(&text).unwrap_err();
+        assert!(error.contains("keys"), "{error}");
+        let big = format!("big = \"{}\"", "x".repeat(MAX_CONFIG_BYTES));
+        assert!(AppManifest::parse(&EXAMPLE.replace("backend = \"ort\"", &big)).is_err());
     }
 }

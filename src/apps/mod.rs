@@ -1,11 +1,19 @@
 //! Apps: a guest module plus its manifest (route, models it may load, limits, config). The
 //! registry maps names and routes to apps and runs a request in the app's sandbox on a blocking
-//! thread, bounded by the runtime's instance slots.
+//! thread.
+//!
+//! Two bounds keep one tenant from starving the others: each app runs at most
+//! `limits.max_concurrency` requests at once with as many waiting (more are refused at once,
+//! before their bodies are read), and all apps together hold at most the runtime's instance
+//! slots. A request past its deadline is answered 504 on time even if its thread is still in a
+//! host call that cannot be interrupted; that thread keeps the app's turn until it returns, so
+//! the work it still does is charged to the app that caused it.
 
 pub mod manifest;
 pub mod persist;
 
 use crate::nn::manifest::ModelManifest;
+use manifest::{MAX_ROUTE_BYTES, is_at_or_below};
 use crate::nn::{ModelAccess, ModelStore, NnError};
 use crate::runtime::wagi::{GuestRequest, config_variable};
 use crate::runtime::{GuestModule, GuestRun, Runtime, RuntimeError, Sandbox};
@@ -15,8 +23,8 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::Duration;
-use tokio::sync::Semaphore;
+use std::time::{Duration, Instant};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// A deployed app, ready to serve.
 pub struct App {
@@ -28,6 +36,10 @@ pub struct App {
     /// version is done (in-flight requests keep the `Arc<App>` alive).
     bundled_keys: Vec<String>,
     models: Arc<ModelStore>,
+    /// Turns of this app: `limits.max_concurrency` permits.
+    turns: Arc<Semaphore>,
+    /// Requests waiting for a turn; at most `limits.max_concurrency`.
+    waiting: AtomicU64,
 }
 
 impl Drop for App {
@@ -36,9 +48,35 @@ impl Drop for App {
     }
 }
 
+/// One request's turn in its app, taken before its body is read and held until its guest is
+/// done (even past the answer, see the module docs).
+pub struct AppTurn {
+    _permit: OwnedSemaphorePermit,
+}
+
 impl App {
     pub fn max_body_bytes(&self) -> usize {
         self.manifest.limits.max_body_bytes
+    }
+
+    /// Takes a turn in this app: at once if one is free; else waits, if fewer than
+    /// `max_concurrency` already wait, for at most the app's deadline; else refuses at once.
+    pub async fn take_turn(&self) -> Result<AppTurn, CallError> {
+        if let Ok(permit) = self.turns.clone().try_acquire_owned() {
+            return Ok(AppTurn { _permit: permit });
+        }
+        let limit = self.manifest.limits.max_concurrency as u64;
+        if self.waiting.fetch_add(1, Ordering::AcqRel) >= limit {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            return Err(CallError::AppBusy { app: self.manifest.name.clone() });
+        }
+        let wait = tokio::time::timeout(self.sandbox.deadline, self.turns.clone().acquire_owned()).await;
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        match wait {
+            Ok(Ok(permit)) => Ok(AppTurn { _permit: permit }),
+            Ok(Err(_)) => Err(CallError::ShuttingDown),
+            Err(_) => Err(CallError::AppBusy { app: self.manifest.name.clone() }),
+        }
     }
 
     pub fn info(&self) -> AppInfo {
@@ -54,6 +92,7 @@ impl App {
             memory_mib: m.limits.memory_mib,
             deadline_ms: m.limits.deadline_ms,
             max_body_bytes: m.limits.max_body_bytes,
+            max_concurrency: m.limits.max_concurrency,
             wasm_bytes: self.wasm_bytes,
         }
     }
@@ -67,6 +106,7 @@ pub struct AppInfo {
     pub memory_mib: usize,
     pub deadline_ms: u64,
     pub max_body_bytes: usize,
+    pub max_concurrency: usize,
     pub wasm_bytes: u64,
 }
 
@@ -80,8 +120,8 @@ pub enum DeployError {
     UnknownModel { app: String, model: String },
     #[error("app {app:?}: bundled model {model:?}: {source}")]
     BundledModel { app: String, model: String, source: NnError },
-    #[error("route {route:?} of app {app:?} is already served by app {other:?}")]
-    RouteTaken { route: String, app: String, other: String },
+    #[error("route {route:?} of app {app:?} overlaps route {taken:?}, served by app {other:?}")]
+    RouteTaken { route: String, app: String, taken: String, other: String },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +130,8 @@ pub enum CallError {
     Runtime(#[from] RuntimeError),
     #[error("the gateway is shutting down")]
     ShuttingDown,
+    #[error("app {app:?} is busy: too many of its requests are running or waiting")]
+    AppBusy { app: String },
     #[error("the app crashed the worker thread")]
     Panicked,
 }
@@ -100,6 +142,11 @@ struct Table {
     /// Extra routes (e.g. `/v1/classify`) -> app name. Every app is also at `/apps/<name>`.
     by_route: HashMap<String, String>,
 }
+
+/// How long past its deadline a request may take to be answered 504: the runtime stops the
+/// guest at the deadline; this covers the unwinding and, as a backstop, a host call that cannot
+/// be stopped.
+pub const DEADLINE_GRACE: Duration = Duration::from_millis(250);
 
 pub struct Apps {
     runtime: Arc<Runtime>,
@@ -122,6 +169,12 @@ impl Apps {
     /// declared models exist) and makes it live, replacing an app of the same name.
     pub fn deploy_dir(&self, dir: &Path) -> Result<Arc<App>, DeployError> {
         self.deploy_manifest(AppManifest::from_dir(dir)?, dir)
+    }
+
+    /// Like [`Apps::deploy_dir`] for a version the admin API stored: it must be app `name` and
+    /// run the stored module (see [`AppManifest::from_stored_dir`]).
+    pub fn deploy_stored(&self, dir: &Path, name: &str) -> Result<Arc<App>, DeployError> {
+        self.deploy_manifest(AppManifest::from_stored_dir(dir, name)?, dir)
     }
 
     /// Like [`Apps::deploy_dir`] with a manifest given rather than read: paths in it are
@@ -163,13 +216,33 @@ impl Apps {
             config_env: config_env.into(),
         };
         let bundled_keys = bundled.into_iter().map(|(_, key)| key).collect();
-        let app = Arc::new(App { manifest, module, sandbox, wasm_bytes: wasm.len() as u64, bundled_keys, models });
+        let turns = Arc::new(Semaphore::new(manifest.limits.max_concurrency));
+        let app = Arc::new(App {
+            manifest,
+            module,
+            sandbox,
+            wasm_bytes: wasm.len() as u64,
+            bundled_keys,
+            models,
+            turns,
+            waiting: AtomicU64::new(0),
+        });
 
         let mut table = self.table.write().unwrap_or_else(PoisonError::into_inner);
         let name = &app.manifest.name;
+        // A route equal to, above or below another app's would take some of its requests.
         for route in &app.manifest.routes {
-            if let Some(other) = table.by_route.get(route).filter(|other| *other != name) {
-                return Err(DeployError::RouteTaken { route: route.clone(), app: name.clone(), other: other.clone() });
+            let overlap = table
+                .by_route
+                .iter()
+                .find(|(taken, owner)| *owner != name && (is_at_or_below(route, taken) || is_at_or_below(taken, route)));
+            if let Some((taken, other)) = overlap {
+                return Err(DeployError::RouteTaken {
+                    route: route.clone(),
+                    app: name.clone(),
+                    taken: taken.clone(),
+                    other: other.clone(),
+                });
             }
         }
         table.by_route.retain(|_, owner| owner != name);
@@ -227,10 +300,21 @@ impl Apps {
         self.table.read().unwrap_or_else(PoisonError::into_inner).by_name.get(name).cloned()
     }
 
-    /// The app serving an exact extra route such as `/v1/classify`.
-    pub fn by_route(&self, route: &str) -> Option<Arc<App>> {
+    /// The app whose extra route (such as `/v1/classify`) is `path` or the longest segment
+    /// prefix of it, with the length of that route. Routes are at most [`MAX_ROUTE_BYTES`]
+    /// long, so only the prefixes within that many bytes are looked up: the cost is bounded
+    /// whatever the path.
+    pub fn route_for(&self, path: &str) -> Option<(Arc<App>, usize)> {
         let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
-        table.by_route.get(route).and_then(|name| table.by_name.get(name)).cloned()
+        let head = &path.as_bytes()[..path.len().min(MAX_ROUTE_BYTES + 1)];
+        let mut ends: Vec<usize> = head.iter().enumerate().filter(|&(i, &b)| b == b'/' && i > 0).map(|(i, _)| i).collect();
+        if path.len() <= MAX_ROUTE_BYTES {
+            ends.push(path.len());
+        }
+        ends.iter().rev().find_map(|&end| {
+            let name = table.by_route.get(path.get(..end)?)?;
+            table.by_name.get(name).map(|app| (app.clone(), end))
+        })
     }
 
     pub fn list(&self) -> Vec<AppInfo> {
@@ -240,16 +324,29 @@ impl Apps {
         apps
     }
 
-    /// Runs `request` in a fresh instance of `app`, off the async executor. Waits for a free
-    /// instance slot rather than failing when all are busy.
-    pub async fn call(&self, app: Arc<App>, request: GuestRequest) -> Result<GuestRun, CallError> {
+    /// Runs `request` in a fresh instance of `app`, off the async executor, in the turn taken
+    /// with [`App::take_turn`]. Waits for a free instance slot rather than failing when all
+    /// are busy. Answers by the deadline (plus [`DEADLINE_GRACE`]) whatever the guest does.
+    pub async fn call(&self, app: Arc<App>, turn: AppTurn, request: GuestRequest) -> Result<GuestRun, CallError> {
         let permit = self.slots.clone().acquire_owned().await.map_err(|_| CallError::ShuttingDown)?;
         let runtime = self.runtime.clone();
-        let outcome = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
+        let deadline = app.sandbox.deadline;
+        let started = Instant::now();
+        let worker = tokio::task::spawn_blocking(move || {
+            // Both are released only when the guest's thread is free again.
+            let (_permit, _turn) = (permit, turn);
             runtime.run(&app.module, &app.sandbox, request)
-        })
-        .await;
+        });
+        // The runtime stops guests at their deadline, host calls included; this is the
+        // backstop for a host call that cannot be stopped (a tract inference in progress).
+        let outcome = match tokio::time::timeout(deadline + DEADLINE_GRACE, worker).await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                self.runtime.metrics().deadline_kills.inc();
+                tracing::warn!(elapsed_ms = started.elapsed().as_millis() as u64, "guest still in a host call past its deadline: answered 504");
+                return Err(CallError::Runtime(RuntimeError::DeadlineExceeded(deadline)));
+            }
+        };
         match outcome {
             Ok(result) => Ok(result?),
             Err(join_error) => {

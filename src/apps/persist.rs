@@ -9,9 +9,19 @@
 //! A deploy writes and validates a new version directory, then renames a fresh symlink over
 //! `current`. A gateway killed at any point restarts with either the old or the new version,
 //! never neither; leftovers (staging, versions `current` does not name) are removed at start.
+//!
+//! Durable across a power loss, not only a crash: every file is `fsync`ed as it is written, a
+//! version directory and its sub-directories before it is renamed into place, and the parent
+//! directory after every rename, create and delete, so `current` never names files the kernel
+//! had not yet written.
+//!
+//! Every method that takes an app name refuses one that is not a single, valid path component
+//! (see [`app_component`]): the store never touches a path outside its own directory, whoever
+//! calls it.
 
+use crate::nn::manifest::is_valid_name;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -53,6 +63,11 @@ impl AppStore {
         format!("v{millis}-{}-{}", std::process::id(), self.sequence.fetch_add(1, Ordering::Relaxed))
     }
 
+    /// `<data>/apps/<name>`, for a name that is one valid path component.
+    fn app_dir(&self, name: &str) -> io::Result<PathBuf> {
+        Ok(self.root.join("apps").join(app_component(name)?))
+    }
+
     /// A new empty staging directory for an upload.
     pub fn stage(&self) -> io::Result<PathBuf> {
         let dir = self.root.join("staging").join(self.unique());
@@ -60,19 +75,30 @@ impl AppStore {
         Ok(dir)
     }
 
-    /// Moves a complete staging directory to a new version of `name` (not yet current).
+    /// Moves a complete staging directory to a new version of `name` (not yet current), after
+    /// flushing everything in it to disk.
     pub fn add_version(&self, name: &str, staged: &Path) -> io::Result<PathBuf> {
-        let app = self.root.join("apps").join(name);
-        std::fs::create_dir_all(&app)?;
+        let app = self.app_dir(name)?;
+        if !app.is_dir() {
+            std::fs::create_dir_all(&app)?;
+            sync_dir(&self.root.join("apps"))?;
+        }
+        sync_tree(staged)?;
         let version = app.join(self.unique());
         std::fs::rename(staged, &version)?;
         sync_dir(&app)?;
+        if let Some(staging) = staged.parent() {
+            sync_dir(staging)?;
+        }
         Ok(version)
     }
 
     /// Makes `version` the one that comes back after a restart, then removes older versions.
     pub fn make_current(&self, name: &str, version: &Path) -> io::Result<()> {
-        let app = self.root.join("apps").join(name);
+        let app = self.app_dir(name)?;
+        if version.parent() != Some(app.as_path()) {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "the version is not one of this app's"));
+        }
         let target = version.file_name().ok_or_else(|| io::Error::other("version directory has no name"))?;
         let temporary = app.join(format!(".{CURRENT}.{}", self.unique()));
         std::os::unix::fs::symlink(target, &temporary)?;
@@ -88,7 +114,7 @@ impl AppStore {
 
     /// Removes an app; `false` when there was none on disk.
     pub fn remove(&self, name: &str) -> io::Result<bool> {
-        let app = self.root.join("apps").join(name);
+        let app = self.app_dir(name)?;
         if !app.exists() {
             return Ok(false);
         }
@@ -98,18 +124,33 @@ impl AppStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
+        sync_dir(&app)?;
         std::fs::remove_dir_all(&app)?;
+        sync_dir(&self.root.join("apps"))?;
         Ok(true)
     }
 
-    /// The current version directory of every persisted app.
-    pub fn current_versions(&self) -> io::Result<Vec<PathBuf>> {
+    /// The current version directory of every persisted app, with the app name its directory
+    /// gives (a stored manifest must agree with it). Directories whose name is not a valid app
+    /// name are skipped: the store never wrote them.
+    pub fn current_versions(&self) -> io::Result<Vec<(String, PathBuf)>> {
         Ok(self
             .app_dirs()?
             .into_iter()
-            .filter_map(|app| std::fs::read_link(app.join(CURRENT)).ok().map(|target| app.join(target)))
-            .filter(|version| version.is_dir())
+            .filter_map(|app| {
+                let name = app.file_name()?.to_str().filter(|n| app_component(n).is_ok())?.to_string();
+                let target = std::fs::read_link(app.join(CURRENT)).ok()?;
+                // `current` is a sibling name; anything else was not written by the store.
+                let target = target.to_str().filter(|t| app_component_like(t))?.to_string();
+                Some((name, app.join(target)))
+            })
+            .filter(|(_, version)| version.is_dir() && !version.is_symlink())
             .collect())
+    }
+
+    /// Whether `name` has a version on disk that comes back after a restart.
+    pub fn has_current(&self, name: &str) -> io::Result<bool> {
+        Ok(self.app_dir(name)?.join(CURRENT).is_symlink())
     }
 
     fn remove_stale_versions(&self, app: &Path) -> io::Result<()> {
@@ -135,9 +176,48 @@ impl AppStore {
     }
 }
 
-/// Makes a rename durable: the directory entry itself is flushed.
+/// The app name as one path component: a valid app name (which has no `/`, no leading `.`)
+/// that the OS also parses as exactly one normal component.
+pub fn app_component(name: &str) -> io::Result<&str> {
+    let mut components = Path::new(name).components();
+    let single = matches!((components.next(), components.next()), (Some(Component::Normal(_)), None));
+    if is_valid_name(name) && single {
+        Ok(name)
+    } else {
+        Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{name:?} is not a valid app name")))
+    }
+}
+
+/// A version or symlink target as the store names them (`v<millis>-<pid>-<n>`).
+fn app_component_like(name: &str) -> bool {
+    !name.is_empty() && !name.starts_with('.') && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// Writes a file and flushes it to disk before returning.
+pub fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    let mut file = std::fs::File::create(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// Makes a rename or a new entry durable: the directory itself is flushed.
 fn sync_dir(dir: &Path) -> io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
+}
+
+/// Flushes every file and directory under `dir` (a staged upload: a handful of entries).
+fn sync_tree(dir: &Path) -> io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            sync_tree(&entry.path())?;
+        } else if kind.is_file() {
+            std::fs::File::open(entry.path())?.sync_all()?;
+        }
+    }
+    sync_dir(dir)
 }
 
 #[cfg(test)]
@@ -168,16 +248,35 @@ mod tests {
         let store = AppStore::open(&root).unwrap();
         let current = store.current_versions().unwrap();
         assert_eq!(current.len(), 1);
-        assert_eq!(std::fs::read_to_string(current[0].join("edgenn.toml")).unwrap(), "one");
+        assert_eq!(current[0].0, "app");
+        assert_eq!(std::fs::read_to_string(current[0].1.join("edgenn.toml")).unwrap(), "one");
         assert!(!v2.exists());
         let v3 = write_version(&store, "app", "three");
         store.make_current("app", &v3).unwrap();
         let current = store.current_versions().unwrap();
-        assert_eq!(std::fs::read_to_string(current[0].join("edgenn.toml")).unwrap(), "three");
+        assert_eq!(std::fs::read_to_string(current[0].1.join("edgenn.toml")).unwrap(), "three");
         assert!(!v1.exists(), "older versions are removed after the swap");
         assert!(store.remove("app").unwrap());
         assert!(store.current_versions().unwrap().is_empty());
         assert!(!store.remove("app").unwrap());
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn names_that_are_not_one_component_never_reach_the_filesystem() {
+        let root = scratch("names");
+        let store = AppStore::open(&root).unwrap();
+        let outside = root.join("outside");
+        std::fs::create_dir_all(&outside).unwrap();
+        let absolute = outside.display().to_string();
+        for name in [absolute.as_str(), "..", ".", "../outside", "a/b", "", "apps/../..", ".hidden"] {
+            let error = store.remove(name).unwrap_err();
+            assert_eq!(error.kind(), io::ErrorKind::InvalidInput, "{name:?}");
+            assert!(store.has_current(name).is_err(), "{name:?}");
+            let staged = store.stage().unwrap();
+            assert!(store.add_version(name, &staged).is_err(), "{name:?}");
+        }
+        assert!(outside.is_dir(), "a directory outside the store was touched");
         let _ = std::fs::remove_dir_all(&root);
     }
 

@@ -12,12 +12,18 @@
 //! A deploy is written to a new version directory, validated (manifest, module compiles and
 //! links, declared models exist, bundled models load) and only then made current on disk and
 //! live in memory; a refused deploy changes nothing and answers 4xx with the reason.
+//!
+//! An upload is read into its own staging directory before the deploy lock is taken, within
+//! the upload timeout: a stalled upload holds nothing another deploy needs. What an upload
+//! names is never trusted: every app name is checked at the edge and again by the store, a
+//! bundled file's name is normalised and may not be one the gateway writes itself, and the
+//! manifest and module are written last, from the validated values.
 
 use super::HttpState;
-use crate::apps::manifest::{AppManifest, MANIFEST_FILE, is_relative_inside};
-use crate::apps::persist::AppStore;
-use crate::nn::manifest::is_valid_name;
+use crate::apps::manifest::{AppManifest, MANIFEST_FILE, STORED_WASM_FILE, is_relative_inside};
+use crate::apps::persist::{AppStore, app_component, write_synced};
 use axum::Json;
+use axum::extract::multipart::{Field, MultipartError, MultipartRejection};
 use axum::extract::{DefaultBodyLimit, Multipart, Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
@@ -25,24 +31,31 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Router, middleware};
 use serde_json::json;
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Component, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 use subtle::ConstantTimeEq;
 
-/// The file name an uploaded module is stored under.
-const WASM_FILE: &str = "app.wasm";
+/// What one admin upload may be.
+#[derive(Debug, Clone, Copy)]
+pub struct UploadLimits {
+    pub max_bytes: usize,
+    pub read_timeout: Duration,
+}
 
 pub struct Admin {
     token: Option<String>,
     store: AppStore,
-    /// One deploy at a time: versions of one app must not interleave.
+    /// One deploy at a time: versions of one app must not interleave. Held only while a
+    /// complete upload is validated and swapped in, never while one is read.
     deploying: tokio::sync::Mutex<()>,
-    max_upload_bytes: usize,
+    upload: UploadLimits,
 }
 
 impl Admin {
-    pub fn new(token: Option<String>, store: AppStore, max_upload_bytes: usize) -> Self {
-        Self { token: token.filter(|t| !t.is_empty()), store, deploying: tokio::sync::Mutex::new(()), max_upload_bytes }
+    pub fn new(token: Option<String>, store: AppStore, upload: UploadLimits) -> Self {
+        Self { token: token.filter(|t| !t.is_empty()), store, deploying: tokio::sync::Mutex::new(()), upload }
     }
 }
 
@@ -54,6 +67,10 @@ pub enum AdminError {
     Disabled,
     #[error("{0}")]
     BadRequest(String),
+    #[error("the upload is larger than this gateway's limit of {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("the upload did not arrive within {} s", .0.as_secs())]
+    Timeout(Duration),
     #[error("{0}")]
     NotFound(String),
     #[error("deploy refused: {0}")]
@@ -62,16 +79,33 @@ pub enum AdminError {
     Storage(#[from] std::io::Error),
 }
 
+impl AdminError {
+    fn status_and_kind(&self) -> (StatusCode, &'static str) {
+        match self {
+            AdminError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            AdminError::Disabled => (StatusCode::UNAUTHORIZED, "admin_disabled"),
+            AdminError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            AdminError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            AdminError::Timeout(_) => (StatusCode::REQUEST_TIMEOUT, "body_timeout"),
+            AdminError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            AdminError::Refused(_) => (StatusCode::UNPROCESSABLE_ENTITY, "deploy_refused"),
+            AdminError::Storage(_) => (StatusCode::INTERNAL_SERVER_ERROR, "storage"),
+        }
+    }
+}
+
 impl IntoResponse for AdminError {
     fn into_response(self) -> Response {
-        let status = match &self {
-            AdminError::Unauthorized | AdminError::Disabled => StatusCode::UNAUTHORIZED,
-            AdminError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            AdminError::NotFound(_) => StatusCode::NOT_FOUND,
-            AdminError::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            AdminError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        let (status, kind) = self.status_and_kind();
+        let message = match &self {
+            // Host paths stay in the log.
+            AdminError::Storage(error) => {
+                tracing::error!(%error, "admin storage error");
+                "storage error".to_string()
+            }
+            other => other.to_string(),
         };
-        let body = Json(json!({ "error": self.to_string() }));
+        let body = Json(json!({ "error": message, "kind": kind }));
         if status == StatusCode::UNAUTHORIZED {
             return (status, [(header::WWW_AUTHENTICATE, "Bearer")], body).into_response();
         }
@@ -80,7 +114,7 @@ impl IntoResponse for AdminError {
 }
 
 pub fn router(admin: Arc<Admin>) -> Router<HttpState> {
-    let limit = admin.max_upload_bytes;
+    let limit = admin.upload.max_bytes;
     Router::new()
         .route("/admin/apps", get(list))
         .route("/admin/apps/{name}", get(inspect).put(deploy).delete(remove))
@@ -108,20 +142,29 @@ fn admin_of(state: &HttpState) -> &Arc<Admin> {
     state.admin.as_ref().expect("admin routes exist only with an admin state")
 }
 
+/// The app name of the URL, by the same rule as a manifest's and the store's.
+fn checked_name(name: &str) -> Result<&str, AdminError> {
+    app_component(name).map_err(|_| {
+        AdminError::BadRequest(format!("app name {name:?} must be 1-64 characters of a-z, 0-9, '-', '_' or '.', not starting with '.'"))
+    })
+}
+
 async fn list(State(state): State<HttpState>) -> Json<serde_json::Value> {
     Json(json!({ "apps": state.apps.list() }))
 }
 
 async fn inspect(State(state): State<HttpState>, Path(name): Path<String>) -> Result<Json<serde_json::Value>, AdminError> {
-    let app = state.apps.get(&name).ok_or_else(|| AdminError::NotFound(format!("unknown app {name:?}")))?;
+    let name = checked_name(&name)?;
+    let app = state.apps.get(name).ok_or_else(|| AdminError::NotFound(format!("unknown app {name:?}")))?;
     Ok(Json(json!({ "app": app.info(), "manifest": app.manifest })))
 }
 
 async fn remove(State(state): State<HttpState>, Path(name): Path<String>) -> Result<Json<serde_json::Value>, AdminError> {
+    let name = checked_name(&name)?;
     let admin = admin_of(&state);
     let _guard = admin.deploying.lock().await;
-    let on_disk = admin.store.remove(&name)?;
-    let live = state.apps.remove(&name).is_some();
+    let on_disk = admin.store.remove(name)?;
+    let live = state.apps.remove(name).is_some();
     if !on_disk && !live {
         return Err(AdminError::NotFound(format!("unknown app {name:?}")));
     }
@@ -131,28 +174,27 @@ async fn remove(State(state): State<HttpState>, Path(name): Path<String>) -> Res
 async fn deploy(
     State(state): State<HttpState>,
     Path(name): Path<String>,
-    multipart: Multipart,
+    multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), AdminError> {
-    if !is_valid_name(&name) {
-        return Err(AdminError::BadRequest(format!("app name {name:?} must be 1-64 characters of a-z, 0-9, '-', '_' or '.'")));
-    }
+    let name = checked_name(&name)?.to_string();
+    let multipart = multipart.map_err(|e| AdminError::BadRequest(format!("expected a multipart/form-data upload: {e}")))?;
     let admin = admin_of(&state).clone();
-    let _guard = admin.deploying.lock().await;
-    let staged = admin.store.stage()?;
-    let written = write_upload(&name, multipart, &staged).await;
-    if let Err(error) = written {
-        let _ = std::fs::remove_dir_all(&staged);
-        return Err(error);
+    let staged = Staged(admin.store.stage()?);
+    let timeout = admin.upload.read_timeout;
+    match tokio::time::timeout(timeout, write_upload(&name, multipart, &staged.0, admin.upload.max_bytes)).await {
+        Ok(written) => written?,
+        Err(_) => return Err(AdminError::Timeout(timeout)),
     }
-    let version = admin.store.add_version(&name, &staged)?;
+    let _guard = admin.deploying.lock().await;
+    let replaced = admin.store.has_current(&name)?;
+    let version = admin.store.add_version(&name, &staged.0)?;
     let apps = state.apps.clone();
-    let version_dir = version.clone();
-    let deployed = tokio::task::spawn_blocking(move || apps.deploy_dir(&version_dir))
+    let (version_dir, app_name) = (version.clone(), name.clone());
+    let deployed = tokio::task::spawn_blocking(move || apps.deploy_stored(&version_dir, &app_name))
         .await
         .map_err(|e| AdminError::Refused(format!("validation crashed: {e}")))?;
     match deployed {
         Ok(app) => {
-            let replaced = admin.store.current_versions()?.iter().any(|v| v.parent() == version.parent());
             admin.store.make_current(&name, &version)?;
             let status = if replaced { StatusCode::OK } else { StatusCode::CREATED };
             Ok((status, Json(json!({ "deployed": app.info() }))))
@@ -164,56 +206,118 @@ async fn deploy(
     }
 }
 
-/// Writes the multipart upload into `dir` as an app directory: `edgenn.toml` (with `wasm`
-/// pointing at the stored module), the module, and the bundled model files.
-async fn write_upload(name: &str, mut multipart: Multipart, dir: &std::path::Path) -> Result<(), AdminError> {
+/// A staging directory, removed when the deploy ends before it became a version (a refused
+/// upload, or a client that went away mid-upload).
+struct Staged(PathBuf);
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if self.0.exists() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// A multipart error as the client should see it: over the size limit is 413.
+fn upload_error(what: &str, error: MultipartError, max_bytes: usize) -> AdminError {
+    if error.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        AdminError::PayloadTooLarge(max_bytes)
+    } else {
+        AdminError::BadRequest(format!("{what}: {}", error.body_text()))
+    }
+}
+
+/// A bundled file's name as a relative path of normal components (`./a//b` is `a/b`), or
+/// `None` when it would leave the app directory or is a file the gateway writes itself.
+fn bundled_file_path(file_name: &str) -> Option<PathBuf> {
+    let path = PathBuf::from(file_name);
+    if !is_relative_inside(&path) {
+        return None;
+    }
+    let normal: PathBuf = path.components().filter(|c| matches!(c, Component::Normal(_))).collect();
+    let reserved = [MANIFEST_FILE, STORED_WASM_FILE].iter().any(|r| normal == std::path::Path::new(r));
+    let hidden = normal.components().any(|c| c.as_os_str().to_string_lossy().starts_with('.'));
+    (!normal.as_os_str().is_empty() && !reserved && !hidden).then_some(normal)
+}
+
+/// Streams one file part to `target`, creating its directories.
+async fn write_part(field: &mut Field<'_>, target: &std::path::Path, max_bytes: usize) -> Result<(), AdminError> {
+    if let Some(parent) = target.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| AdminError::BadRequest(format!("cannot store {}: {e}", target.display())))?;
+    }
+    let mut file = std::fs::File::create(target)?;
+    while let Some(chunk) = field.chunk().await.map_err(|e| upload_error("cannot read a bundled file", e, max_bytes))? {
+        file.write_all(&chunk)?;
+    }
+    file.sync_all()?;
+    Ok(())
+}
+
+/// Writes the multipart upload into `dir` as an app directory: the bundled files as they
+/// arrive, then the module and `edgenn.toml` (with `wasm` naming the stored module) last, so
+/// no part can overwrite what was validated.
+async fn write_upload(name: &str, mut multipart: Multipart, dir: &std::path::Path, max_bytes: usize) -> Result<(), AdminError> {
     let bad = |m: String| AdminError::BadRequest(m);
     let mut manifest: Option<AppManifest> = None;
-    let mut wasm = false;
+    let mut wasm: Option<bytes::Bytes> = None;
     let mut files: Vec<PathBuf> = Vec::new();
-    while let Some(field) = multipart.next_field().await.map_err(|e| bad(format!("malformed multipart body: {e}")))? {
+    while let Some(mut field) = multipart.next_field().await.map_err(|e| upload_error("malformed multipart body", e, max_bytes))? {
         let field_name = field.name().unwrap_or_default().to_string();
         match field_name.as_str() {
             "manifest" => {
-                let text = field.text().await.map_err(|e| bad(format!("cannot read the manifest: {e}")))?;
-                let mut parsed = AppManifest::parse(&text).map_err(|e| bad(format!("invalid {MANIFEST_FILE}: {e}")))?;
+                let text = field.text().await.map_err(|e| upload_error("cannot read the manifest", e, max_bytes))?;
+                let parsed = AppManifest::parse(&text).map_err(|e| bad(format!("invalid {MANIFEST_FILE}: {e}")))?;
                 if parsed.name != name {
                     return Err(bad(format!("the manifest names app {:?}, the URL {name:?}", parsed.name)));
                 }
-                parsed.wasm = PathBuf::from(WASM_FILE);
-                let text = toml::to_string(&parsed).map_err(|e| bad(format!("cannot store the manifest: {e}")))?;
-                std::fs::write(dir.join(MANIFEST_FILE), text)?;
                 manifest = Some(parsed);
             }
             "wasm" => {
-                let bytes = field.bytes().await.map_err(|e| bad(format!("cannot read the module: {e}")))?;
-                std::fs::write(dir.join(WASM_FILE), &bytes)?;
-                wasm = true;
+                wasm = Some(field.bytes().await.map_err(|e| upload_error("cannot read the module", e, max_bytes))?);
             }
             "file" => {
-                let path = PathBuf::from(field.file_name().unwrap_or_default());
-                if !is_relative_inside(&path) || path == std::path::Path::new(WASM_FILE) || path == std::path::Path::new(MANIFEST_FILE) {
-                    return Err(bad(format!("file name {path:?} must be a relative path inside the app")));
+                let given = field.file_name().unwrap_or_default().to_string();
+                let path = bundled_file_path(&given)
+                    .ok_or_else(|| bad(format!("file name {given:?} must be a relative path inside the app, not {MANIFEST_FILE} or {STORED_WASM_FILE}")))?;
+                if files.contains(&path) {
+                    return Err(bad(format!("file {path:?} is uploaded twice")));
                 }
-                let bytes = field.bytes().await.map_err(|e| bad(format!("cannot read {path:?}: {e}")))?;
-                let target = dir.join(&path);
-                if let Some(parent) = target.parent() {
-                    std::fs::create_dir_all(parent)?;
-                }
-                std::fs::write(&target, &bytes)?;
+                write_part(&mut field, &dir.join(&path), max_bytes).await?;
                 files.push(path);
             }
             other => return Err(bad(format!("unexpected part {other:?}: expected manifest, wasm or file"))),
         }
     }
-    let manifest = manifest.ok_or_else(|| bad("the upload has no `manifest` part".into()))?;
-    if !wasm {
-        return Err(bad("the upload has no `wasm` part".into()));
-    }
-    for bundled in &manifest.bundled_models {
-        if !files.iter().any(|f| f == &bundled.file) {
+    let mut manifest = manifest.ok_or_else(|| bad("the upload has no `manifest` part".into()))?;
+    let wasm = wasm.ok_or_else(|| bad("the upload has no `wasm` part".into()))?;
+    for bundled in &mut manifest.bundled_models {
+        let path = bundled_file_path(&bundled.file.to_string_lossy())
+            .ok_or_else(|| bad(format!("bundled model file {:?} is not a name an upload may use", bundled.file)))?;
+        if !files.contains(&path) {
             return Err(bad(format!("bundled model {:?} needs a `file` part named {:?}", bundled.name, bundled.file)));
         }
+        bundled.file = path;
     }
+    if let Some(extra) = files.iter().find(|f| !manifest.bundled_models.iter().any(|b| &b.file == *f)) {
+        return Err(bad(format!("file {extra:?} is not a bundled model of the manifest")));
+    }
+    manifest.wasm = PathBuf::from(STORED_WASM_FILE);
+    write_synced(&dir.join(STORED_WASM_FILE), &wasm)?;
+    let text = toml::to_string(&manifest).map_err(|e| bad(format!("cannot store the manifest: {e}")))?;
+    write_synced(&dir.join(MANIFEST_FILE), text.as_bytes())?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bundled_file_names_are_normalised_and_reserved_names_refused() {
+        assert_eq!(bundled_file_path("model/x.onnx"), Some(PathBuf::from("model/x.onnx")));
+        assert_eq!(bundled_file_path("./model//x.onnx"), Some(PathBuf::from("model/x.onnx")));
+        for hostile in ["./edgenn.toml", "edgenn.toml", "./app.wasm", "a/../edgenn.toml", "/etc/passwd", "../x", "", ".", ".hidden", "m/.x"] {
+            assert_eq!(bundled_file_path(hostile), None, "{hostile:?}");
+        }
+    }
 }

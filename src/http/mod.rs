@@ -1,7 +1,14 @@
 //! HTTP edge: routes, request -> guest request, guest response -> HTTP response.
+//!
+//! What an anonymous client can cost the gateway is bounded here: connections and requests in
+//! flight (beyond them: 503 with `Retry-After`, see [`HttpLimits`]), the time to send headers
+//! and bodies (408), the length of the URI (414) and of each app's body (413); an app's turn
+//! is taken before its body is read, so a flood or a stalled upload to one app holds only that
+//! app's turns.
 
 pub mod admin;
 pub mod error;
+pub mod serve;
 
 use crate::apps::{App, Apps};
 use crate::runtime::wagi::GuestRequest;
@@ -9,6 +16,7 @@ use axum::Json;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
+use axum::middleware::{self, Next};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
@@ -16,18 +24,67 @@ pub use error::AppError;
 use crate::metrics::RequestLabels;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::services::{ServeDir, ServeFile};
 use tower_http::trace::TraceLayer;
+
+/// What one client may cost the gateway at the HTTP layer.
+#[derive(Debug, Clone)]
+pub struct HttpLimits {
+    /// Time for a client to send a request's headers; then the connection is closed.
+    pub header_read_timeout: Duration,
+    /// Time for a client to send an app request's whole body (408 beyond it).
+    pub body_read_timeout: Duration,
+    /// Time for an admin upload's whole body.
+    pub upload_read_timeout: Duration,
+    /// Requests being served at once, over all apps and endpoints; beyond it, 503 at once.
+    pub max_requests_in_flight: usize,
+    /// Connections open at once; beyond it new connections wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// Longest request URI (path and query); beyond it, 414.
+    pub max_uri_bytes: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            upload_read_timeout: Duration::from_secs(300),
+            max_requests_in_flight: 1024,
+            max_connections: 4096,
+            max_uri_bytes: 8 << 10,
+        }
+    }
+}
 
 #[derive(Clone)]
 pub struct HttpState {
     pub apps: Arc<Apps>,
     pub admin: Option<Arc<admin::Admin>>,
+    pub limits: Arc<HttpLimits>,
 }
 
-pub fn router(apps: Arc<Apps>, web_demo: Option<PathBuf>, admin: Option<Arc<admin::Admin>>) -> Router {
+/// Answers 414 for an over-long URI and 503 beyond the requests in flight, before any routing.
+async fn admission(State(gate): State<Arc<Gate>>, request: Request, next: Next) -> Response {
+    if request.uri().path_and_query().map_or(0, |pq| pq.as_str().len()) > gate.max_uri_bytes {
+        return AppError::UriTooLong(gate.max_uri_bytes).into_response();
+    }
+    let Ok(_permit) = gate.in_flight.clone().try_acquire_owned() else {
+        return AppError::Overloaded.into_response();
+    };
+    next.run(request).await
+}
+
+struct Gate {
+    in_flight: Arc<Semaphore>,
+    max_uri_bytes: usize,
+}
+
+pub fn router(apps: Arc<Apps>, web_demo: Option<PathBuf>, admin: Option<Arc<admin::Admin>>, limits: HttpLimits) -> Router {
+    let gate = Arc::new(Gate { in_flight: Arc::new(Semaphore::new(limits.max_requests_in_flight)), max_uri_bytes: limits.max_uri_bytes });
     let router = match web_demo {
         // The demo page at `/`, its assets at `/demo/*`; no build step.
         Some(dir) => Router::new()
@@ -46,13 +103,14 @@ pub fn router(apps: Arc<Apps>, web_demo: Option<PathBuf>, admin: Option<Arc<admi
         .route("/v1/apps", get(list_apps))
         .route("/apps/{name}", any(app_root))
         .route("/apps/{name}/{*rest}", any(app_path))
-        .fallback(any(by_route))
+        .fallback(any(by_app_route))
         .layer(CatchPanicLayer::custom(|_panic| {
             let body = Json(serde_json::json!({ "error": "internal error" }));
             (StatusCode::INTERNAL_SERVER_ERROR, body).into_response()
         }))
+        .layer(middleware::from_fn_with_state(gate, admission))
         .layer(TraceLayer::new_for_http())
-        .with_state(HttpState { apps, admin })
+        .with_state(HttpState { apps, admin, limits: Arc::new(limits) })
 }
 
 async fn index(State(state): State<HttpState>) -> Json<serde_json::Value> {
@@ -98,23 +156,17 @@ async fn by_name(state: &HttpState, name: &str, path_info: String, request: Requ
     dispatch(state, app, format!("/apps/{name}"), path_info, request).await
 }
 
-/// Extra routes declared by apps (`/v1/classify`), matched exactly or as a prefix.
-async fn by_route(State(state): State<HttpState>, request: Request) -> Result<Response, AppError> {
+/// Extra routes declared by apps (`/v1/classify`), matched exactly or as a segment prefix.
+async fn by_app_route(State(state): State<HttpState>, request: Request) -> Result<Response, AppError> {
     let path = request.uri().path().to_string();
-    let mut route = path.as_str();
-    loop {
-        if let Some(app) = state.apps.by_route(route) {
-            let path_info = match &path[route.len()..] {
-                "" => "/".to_string(),
-                rest => rest.to_string(),
-            };
-            return dispatch(&state, app, route.to_string(), path_info, request).await;
-        }
-        match route.rfind('/') {
-            Some(cut) if cut > 0 => route = &route[..cut],
-            _ => return Err(AppError::NotFound(format!("no route for {path}"))),
-        }
-    }
+    let Some((app, route_len)) = state.apps.route_for(&path) else {
+        return Err(AppError::NotFound("no app or endpoint serves this path".to_string()));
+    };
+    let path_info = match &path[route_len..] {
+        "" => "/".to_string(),
+        rest => rest.to_string(),
+    };
+    dispatch(&state, app, path[..route_len].to_string(), path_info, request).await
 }
 
 /// Runs the request in the app and counts it, whatever the outcome.
@@ -152,13 +204,19 @@ async fn call_app(
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(AppError::PayloadTooLarge(limit));
     }
-    let body = axum::body::to_bytes(body, limit).await.map_err(|e| {
-        if is_length_limit(&e) {
-            AppError::PayloadTooLarge(limit)
-        } else {
-            AppError::BadRequest(format!("cannot read the request body: {e}"))
-        }
-    })?;
+    // The app's turn first: a body is buffered only for a request that will run.
+    let turn = app.take_turn().await?;
+    let timeout = state.limits.body_read_timeout;
+    let body = tokio::time::timeout(timeout, axum::body::to_bytes(body, limit))
+        .await
+        .map_err(|_| AppError::BodyTimeout(timeout))?
+        .map_err(|e| {
+            if is_length_limit(&e) {
+                AppError::PayloadTooLarge(limit)
+            } else {
+                AppError::BadRequest(format!("cannot read the request body: {e}"))
+            }
+        })?;
     let guest_request = GuestRequest {
         method: parts.method.to_string(),
         script_name,
@@ -167,7 +225,7 @@ async fn call_app(
         headers: headers_of(&parts.headers),
         body,
     };
-    let run = state.apps.call(app, guest_request).await?;
+    let run = state.apps.call(app, turn, guest_request).await?;
     let guest = run.response;
     let mut response = Response::new(Body::from(guest.body));
     *response.status_mut() = StatusCode::from_u16(guest.status).unwrap_or(StatusCode::OK);

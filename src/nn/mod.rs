@@ -2,13 +2,17 @@
 //! instance (a `moka` cache bounded by bytes), and the per-instance graph registry that answers
 //! the guest's `load_by_name`.
 //!
-//! A graph is loaded once per (model, backend) and then shared: `Graph` is an `Arc` around a
-//! backend graph whose executions run concurrently (see each backend for how).
+//! A graph is loaded once per (model, backend) and then shared: [`SharedGraph`] is an `Arc`
+//! around a backend graph whose executions run concurrently (see each backend for how). The
+//! guest reaches graphs through [`witx`], the host side of the wasi-nn ABI, within the limits
+//! of [`limits`].
 
 pub mod backend;
+pub mod limits;
 pub mod manifest;
+pub mod witx;
 
-use backend::BackendKind;
+use backend::{BackendKind, Execution, LoadedGraph};
 use backend::ort::OrtBackend;
 use backend::tract::TractBackend;
 use manifest::{ManifestError, ModelManifest};
@@ -20,8 +24,8 @@ use crate::metrics::{Metrics, ModelLabels};
 use prometheus_client::metrics::histogram::Histogram;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
-use wasmtime_wasi_nn::backend::{BackendError, BackendExecutionContext, BackendGraph, Id, NamedTensor};
-use wasmtime_wasi_nn::{ExecutionContext, Graph, GraphRegistry, Tensor};
+use wasmtime_wasi_nn::Tensor;
+use wasmtime_wasi_nn::backend::{BackendError, BackendExecutionContext, Id, NamedTensor};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NnError {
@@ -50,10 +54,10 @@ pub struct Backends {
 }
 
 impl Backends {
-    fn load(&self, kind: BackendKind, onnx: &[u8]) -> Result<Box<dyn BackendGraph>, String> {
-        let graph: Box<dyn BackendGraph> = match kind {
-            BackendKind::Ort => Box::new(self.ort.as_ref()?.load_graph(onnx).map_err(|e| describe(&e))?),
-            BackendKind::Tract => Box::new(self.tract.load_graph(onnx).map_err(|e| describe(&e))?),
+    fn load(&self, kind: BackendKind, onnx: &[u8]) -> Result<Arc<dyn LoadedGraph>, String> {
+        let graph: Arc<dyn LoadedGraph> = match kind {
+            BackendKind::Ort => Arc::new(self.ort.as_ref()?.load_graph(onnx).map_err(|e| describe(&e))?),
+            BackendKind::Tract => Arc::new(self.tract.load_graph(onnx).map_err(|e| describe(&e))?),
         };
         Ok(graph)
     }
@@ -116,9 +120,12 @@ struct GraphKey {
     generation: u64,
 }
 
+/// A loaded graph as every app and instance shares it.
+pub type SharedGraph = Arc<MeteredGraph>;
+
 #[derive(Clone)]
 struct CachedGraph {
-    graph: Graph,
+    graph: SharedGraph,
     weight_kib: u32,
 }
 
@@ -251,7 +258,7 @@ impl ModelStore {
 
     /// The shared graph for `model[@backend]`, loading it on first use. Concurrent first uses
     /// wait for one load instead of loading twice.
-    pub fn graph(&self, reference: &str) -> Result<(Graph, BackendKind), NnError> {
+    pub fn graph(&self, reference: &str) -> Result<(SharedGraph, BackendKind), NnError> {
         let (entry, backend) = self.resolve(reference)?;
         if let Err(why) = &self.backends.ort
             && backend == BackendKind::Ort
@@ -279,7 +286,7 @@ impl ModelStore {
         let labels = ModelLabels { model: entry.manifest.name.clone(), backend: backend.to_string() };
         let result = result.map(|inner| {
             let histogram = self.metrics.inference_duration.get_or_create(&labels).clone();
-            Graph::from(Box::new(MeteredGraph { inner: Graph::from(inner), histogram }) as Box<dyn BackendGraph>)
+            Arc::new(MeteredGraph { inner, histogram })
         });
         match &result {
             Ok(_) => {
@@ -346,16 +353,27 @@ impl ModelAccess {
     }
 }
 
-/// Per-instance `GraphRegistry`: cheap to create (an `Arc` and an empty map), fills itself from
+/// Per-instance model registry: cheap to create (an `Arc` and an empty map), fills itself from
 /// the shared store as the guest asks for models.
 pub struct AppGraphRegistry {
     store: Arc<ModelStore>,
     access: Arc<ModelAccess>,
-    loaded: HashMap<String, Graph>,
+    loaded: HashMap<String, SharedGraph>,
 }
 
 impl AppGraphRegistry {
-    fn fetch(&self, reference: &str) -> Result<Graph, NnError> {
+    /// The graph for a `load_by_name` reference (`model` or `model@backend`), within what the
+    /// app may load. The same reference again is answered from this instance's map.
+    pub fn load(&mut self, reference: &str) -> Result<SharedGraph, NnError> {
+        if let Some(graph) = self.loaded.get(reference) {
+            return Ok(graph.clone());
+        }
+        let graph = self.fetch(reference)?;
+        self.loaded.insert(reference.to_string(), graph.clone());
+        Ok(graph)
+    }
+
+    fn fetch(&self, reference: &str) -> Result<SharedGraph, NnError> {
         let (model, backend) = match reference.split_once('@') {
             Some((model, backend)) => (model, Some(backend)),
             None => (reference, None),
@@ -373,59 +391,43 @@ impl AppGraphRegistry {
     }
 }
 
-impl GraphRegistry for AppGraphRegistry {
-    fn get(&self, name: &str) -> Option<&Graph> {
-        self.loaded.get(name)
-    }
-
-    fn get_mut(&mut self, name: &str) -> Option<&mut Graph> {
-        if !self.loaded.contains_key(name) {
-            match self.fetch(name) {
-                Ok(graph) => {
-                    self.loaded.insert(name.to_string(), graph);
-                }
-                Err(error) => {
-                    // The guest sees only the wasi-nn errno; the reason goes to the log.
-                    tracing::debug!(reference = name, %error, "load_by_name refused");
-                    return None;
-                }
-            }
-        }
-        self.loaded.get_mut(name)
-    }
-}
-
-/// Times every `compute` of a graph into the per-(model, backend) inference histogram.
-struct MeteredGraph {
-    inner: Graph,
+/// A backend graph that times every `compute` into the per-(model, backend) inference
+/// histogram.
+pub struct MeteredGraph {
+    inner: Arc<dyn LoadedGraph>,
     histogram: Histogram,
 }
 
-impl BackendGraph for MeteredGraph {
-    fn init_execution_context(&self) -> Result<ExecutionContext, BackendError> {
-        let inner = self.inner.init_execution_context()?;
-        let metered = MeteredExecution { inner, histogram: self.histogram.clone() };
-        Ok(ExecutionContext::from(Box::new(metered) as Box<dyn BackendExecutionContext>))
+impl MeteredGraph {
+    pub fn execution(&self) -> MeteredExecution {
+        MeteredExecution { inner: self.inner.execution(), histogram: self.histogram.clone() }
     }
 }
 
-struct MeteredExecution {
-    inner: ExecutionContext,
+pub struct MeteredExecution {
+    inner: Box<dyn Execution>,
     histogram: Histogram,
+}
+
+impl MeteredExecution {
+    /// Host memory this execution holds for the guest.
+    pub fn held_bytes(&self) -> usize {
+        self.inner.held_bytes()
+    }
 }
 
 impl BackendExecutionContext for MeteredExecution {
     fn set_input(&mut self, id: Id, tensor: &Tensor) -> Result<(), BackendError> {
-        BackendExecutionContext::set_input(&mut *self.inner, id, tensor)
+        self.inner.set_input(id, tensor)
     }
 
     fn get_output(&mut self, id: Id) -> Result<Tensor, BackendError> {
-        BackendExecutionContext::get_output(&mut *self.inner, id)
+        self.inner.get_output(id)
     }
 
     fn compute(&mut self, inputs: Option<Vec<NamedTensor>>) -> Result<Option<Vec<NamedTensor>>, BackendError> {
         let started = std::time::Instant::now();
-        let result = BackendExecutionContext::compute(&mut *self.inner, inputs);
+        let result = self.inner.compute(inputs);
         self.histogram.observe(started.elapsed().as_secs_f64());
         result
     }

@@ -1,13 +1,21 @@
 //! The sandbox: one wasmtime `Engine` with the pooling allocator, modules compiled once and
 //! pre-linked (`InstancePre`), and a fresh `Store` + instance for every request, with a memory
-//! cap (a `ResourceLimiter`) and a deadline (epoch interruption).
+//! cap and a deadline.
+//!
+//! The memory cap covers linear memory (a `ResourceLimiter`) and the tensors wasi-nn keeps on
+//! the host for the instance, against one budget. The deadline covers the whole run: guest code
+//! by epoch interruption, sleeps by our `poll_oneoff` ([`poll`]), inference by the wasi-nn host
+//! ([`crate::nn::witx`]) and its backends.
 //!
 //! `Runtime::run` is synchronous (WASI preview1 and wasi-nn witx host calls are): callers run it
 //! on a blocking thread, never on the async executor.
 
+pub mod poll;
 pub mod wagi;
 
 use crate::metrics::Metrics;
+use crate::nn::limits::{Kill, MemoryBudget};
+use crate::nn::witx::{NnView, WitxNn};
 use crate::nn::{ModelAccess, ModelStore};
 use bytes::Bytes;
 use std::sync::Arc;
@@ -22,7 +30,6 @@ use wasmtime::{
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
-use wasmtime_wasi_nn::witx::WasiNnCtx;
 
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
@@ -103,8 +110,9 @@ pub struct GuestRun {
 
 pub struct GuestState {
     wasi: WasiP1Ctx,
-    nn: WasiNnCtx,
-    limiter: GuestLimiter,
+    nn: WitxNn,
+    budget: MemoryBudget,
+    deadline: Instant,
 }
 
 pub struct Runtime {
@@ -131,7 +139,8 @@ impl Runtime {
 
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |state: &mut GuestState| &mut state.wasi)?;
-        wasmtime_wasi_nn::witx::add_to_linker(&mut linker, |state: &mut GuestState| &mut state.nn)?;
+        poll::shadow_poll_oneoff(&mut linker, |state: &GuestState| state.deadline)?;
+        crate::nn::witx::add_to_linker(&mut linker, |state: &mut GuestState| NnView { nn: &mut state.nn, budget: &mut state.budget })?;
 
         let ticker = EpochTicker::start(engine.clone(), config.epoch_tick);
         Ok(Self {
@@ -178,17 +187,19 @@ impl Runtime {
             .arg(&sandbox.name)
             .build_p1();
         let registry = self.models.registry(sandbox.models.clone());
-        let nn = WasiNnCtx::new([], registry.into());
+        let deadline = started + sandbox.deadline;
+        let nn = WitxNn::new(registry, deadline, self.metrics.clone());
         let memory_bytes = sandbox.memory_bytes.min(self.config.max_memory_bytes);
-        let mut store = Store::new(&self.engine, GuestState { wasi, nn, limiter: GuestLimiter::new(memory_bytes) });
-        store.limiter(|state| &mut state.limiter);
+        let state = GuestState { wasi, nn, budget: MemoryBudget::new(memory_bytes), deadline };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.budget);
         let ticks = sandbox.deadline.as_nanos().div_ceil(self.config.epoch_tick.as_nanos().max(1)) + 1;
         store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
         store.epoch_deadline_trap();
 
         self.metrics.instantiations.inc();
         let instance = module.pre.instantiate(&mut store).map_err(|e| {
-            if store.data().limiter.denied {
+            if store.data().budget.denied {
                 self.metrics.memory_kills.inc();
                 RuntimeError::MemoryLimit(memory_bytes)
             } else {
@@ -228,13 +239,14 @@ impl Runtime {
         exit: Option<i32>,
         stderr: &Bytes,
     ) -> RuntimeError {
-        if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+        let kill = error.downcast_ref::<Kill>().copied();
+        if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) || kill == Some(Kill::Deadline) {
             self.metrics.deadline_kills.inc();
             return RuntimeError::DeadlineExceeded(sandbox.deadline);
         }
-        if store.data().limiter.denied {
+        if store.data().budget.denied || kill == Some(Kill::Memory) {
             self.metrics.memory_kills.inc();
-            return RuntimeError::MemoryLimit(store.data().limiter.memory_limit);
+            return RuntimeError::MemoryLimit(store.data().budget.limit);
         }
         self.metrics.traps.inc();
         log_stderr(sandbox, stderr);
@@ -255,24 +267,12 @@ fn log_stderr(sandbox: &Sandbox, stderr: &Bytes) {
     }
 }
 
-/// Caps linear memory growth and remembers whether a growth was refused, so that the trap that
-/// follows (a Rust guest aborts on allocation failure) is reported as a memory-limit kill.
-struct GuestLimiter {
-    memory_limit: usize,
-    denied: bool,
-}
-
-impl GuestLimiter {
-    fn new(memory_limit: usize) -> Self {
-        Self { memory_limit, denied: false }
-    }
-}
-
-impl ResourceLimiter for GuestLimiter {
+/// Linear memory counts against the same budget as what wasi-nn holds on the host; a refused
+/// growth is remembered, so that the trap that follows (a Rust guest aborts on allocation
+/// failure) is reported as a memory-limit kill.
+impl ResourceLimiter for MemoryBudget {
     fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        let allowed = desired <= self.memory_limit;
-        self.denied |= !allowed;
-        Ok(allowed)
+        Ok(self.grow_linear(desired))
     }
 
     fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {

@@ -1,6 +1,8 @@
 //! Starts the real `edgenn` binary on a loopback port and talks HTTP to it.
 #![allow(dead_code)]
 
+pub mod onnx;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -88,6 +90,10 @@ impl Gateway {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn is_running(&mut self) -> bool {

@@ -1,9 +1,39 @@
-//! Inference backends. Each one is a file implementing wasmtime-wasi-nn's backend traits
-//! (`BackendInner` to load a graph from ONNX bytes, `BackendGraph` to start an execution,
-//! `BackendExecutionContext` to run it), so the witx glue drives them like its own.
+//! Inference backends, one file each. A backend loads ONNX bytes into a [`LoadedGraph`]; a
+//! graph starts [`Execution`]s, which are wasmtime-wasi-nn's `BackendExecutionContext` (so the
+//! same executions can serve its WIT host) plus what edgenn's host needs to bound them: the
+//! host memory they hold for the guest. Every backend honours the request's deadline
+//! ([`super::limits::current_deadline`]) in `compute`.
 
 pub mod ort;
 pub mod tract;
+
+use wasmtime_wasi_nn::backend::{BackendExecutionContext, Id};
+
+/// A graph loaded by one of edgenn's backends, shared by every instance that runs it.
+pub trait LoadedGraph: Send + Sync {
+    fn execution(&self) -> Box<dyn Execution>;
+}
+
+/// One execution of a [`LoadedGraph`], owned by one guest instance.
+pub trait Execution: BackendExecutionContext {
+    /// Bytes of host memory this execution holds for the guest: its inputs and outputs.
+    fn held_bytes(&self) -> usize;
+}
+
+/// The position of an input or output given by index or by name, checked against `names`.
+pub(crate) fn index_of(names: &[String], id: &Id, what: &str) -> Result<usize, BackendError> {
+    let index = match id {
+        Id::Index(i) => *i as usize,
+        Id::Name(name) => names
+            .iter()
+            .position(|n| n == name)
+            .ok_or_else(|| backend_error(format!("the model has no {what} named {name:?}")))?,
+    };
+    if index >= names.len() {
+        return Err(backend_error(format!("{what} {index} out of range: the model has {}", names.len())));
+    }
+    Ok(index)
+}
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -80,29 +110,6 @@ pub(crate) fn check_tensor(tensor: &wasmtime_wasi_nn::Tensor) -> Result<Vec<usiz
 /// kept for the host's logs.
 pub(crate) fn backend_error(message: impl fmt::Display) -> BackendError {
     BackendError::BackendAccess(wasmtime::Error::msg(message.to_string()))
-}
-
-/// `BackendInner::load` for backends that take one ONNX file, on the CPU.
-pub(crate) fn load_single<G: wasmtime_wasi_nn::backend::BackendGraph + 'static>(
-    builders: &[&[u8]],
-    target: wasmtime_wasi_nn::wit::ExecutionTarget,
-    load_graph: impl FnOnce(&[u8]) -> Result<G, BackendError>,
-) -> Result<wasmtime_wasi_nn::Graph, BackendError> {
-    use wasmtime_wasi_nn::wit::ExecutionTarget;
-    if !matches!(target, ExecutionTarget::Cpu) {
-        return Err(backend_error(format!("execution target {target:?} is not available: edgenn runs on the CPU")));
-    }
-    let [onnx] = builders else {
-        return Err(BackendError::InvalidNumberOfBuilders(1, builders.len()));
-    };
-    let graph: Box<dyn wasmtime_wasi_nn::backend::BackendGraph> = Box::new(load_graph(onnx)?);
-    Ok(wasmtime_wasi_nn::Graph::from(graph))
-}
-
-/// `BackendFromDir` convention (as wasmtime-wasi-nn's own ONNX backend): `<dir>/model.onnx`.
-pub(crate) fn read_model_bytes(dir: &std::path::Path) -> Result<Vec<u8>, BackendError> {
-    let path = dir.join("model.onnx");
-    std::fs::read(&path).map_err(|e| backend_error(format!("cannot read {}: {e}", path.display())))
 }
 
 /// Copies little-endian tensor bytes into a typed vector (the bytes of a `Vec<u8>` carry no

@@ -3,18 +3,22 @@
 //! `ort::Session::run` takes `&mut self` (some ONNX Runtime internals are not thread safe), so a
 //! graph owns a small pool of sessions: concurrent inferences on one model each check out their
 //! own session, and the pool's lock is held only to pop and push, never while a model runs.
+//!
+//! The request's deadline bounds both the wait for a session and the run itself: a run is
+//! registered with the [`Watchdog`], which sets ONNX Runtime's terminate flag on its
+//! `RunOptions` when the deadline passes (ONNX Runtime checks it between kernels).
 
-use super::{BackendKind, backend_error, bytes_to_vec, check_tensor, load_single, read_model_bytes};
-use ort::session::Session;
+use super::{Execution, LoadedGraph, backend_error, bytes_to_vec, check_tensor, index_of};
+use crate::nn::limits::{current_deadline, mark_deadline_exceeded};
 use ort::session::builder::GraphOptimizationLevel;
+use ort::session::{RunOptions, Session};
 use ort::value::{DynValue, Tensor as OrtTensor, TensorElementType};
 use std::path::Path;
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
-use wasmtime_wasi_nn::backend::{
-    BackendError, BackendExecutionContext, BackendFromDir, BackendGraph, BackendInner, Id, NamedTensor,
-};
-use wasmtime_wasi_nn::wit::{ExecutionTarget, GraphEncoding, TensorType};
-use wasmtime_wasi_nn::{ExecutionContext, Graph, Tensor};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
+use std::time::Instant;
+use wasmtime_wasi_nn::Tensor;
+use wasmtime_wasi_nn::backend::{BackendError, BackendExecutionContext, Id, NamedTensor};
+use wasmtime_wasi_nn::wit::TensorType;
 
 /// How ONNX Runtime sessions are set up for every graph.
 #[derive(Debug, Clone, Copy)]
@@ -70,39 +74,20 @@ impl OrtBackend {
                 .map_err(backend_error)?;
             sessions.push(builder.commit_from_memory(onnx).map_err(backend_error)?);
         }
-        let inputs = sessions[0]
+        let inputs: Vec<(String, Option<TensorElementType>)> = sessions[0]
             .inputs()
             .iter()
             .map(|outlet| (outlet.name().to_string(), outlet.dtype().tensor_type()))
             .collect();
+        let input_names = inputs.iter().map(|(name, _)| name.clone()).collect();
         let outputs = sessions[0].outputs().iter().map(|outlet| outlet.name().to_string()).collect();
-        Ok(OrtGraph(Arc::new(OrtModel { inputs, outputs, pool: SessionPool::new(sessions) })))
-    }
-}
-
-impl BackendInner for OrtBackend {
-    fn encoding(&self) -> GraphEncoding {
-        GraphEncoding::Onnx
-    }
-
-    fn load(&mut self, builders: &[&[u8]], target: ExecutionTarget) -> Result<Graph, BackendError> {
-        load_single(builders, target, |onnx| self.load_graph(onnx))
-    }
-
-    fn as_dir_loadable(&mut self) -> Option<&mut dyn BackendFromDir> {
-        Some(self)
-    }
-}
-
-impl BackendFromDir for OrtBackend {
-    fn load_from_dir(&mut self, dir: &Path, target: ExecutionTarget) -> Result<Graph, BackendError> {
-        let onnx = read_model_bytes(dir)?;
-        self.load(&[&onnx], target)
+        Ok(OrtGraph(Arc::new(OrtModel { inputs, input_names, outputs, pool: SessionPool::new(sessions) })))
     }
 }
 
 struct OrtModel {
     inputs: Vec<(String, Option<TensorElementType>)>,
+    input_names: Vec<String>,
     outputs: Vec<String>,
     pool: SessionPool,
 }
@@ -110,19 +95,10 @@ struct OrtModel {
 #[derive(Clone)]
 pub struct OrtGraph(Arc<OrtModel>);
 
-impl BackendGraph for OrtGraph {
-    fn init_execution_context(&self) -> Result<ExecutionContext, BackendError> {
-        Ok(ExecutionContext::from(Box::new(self.execution()) as Box<dyn BackendExecutionContext>))
-    }
-}
-
-impl OrtGraph {
-    pub fn execution(&self) -> OrtExecution {
-        OrtExecution { model: self.0.clone(), inputs: self.0.inputs.iter().map(|_| None).collect(), outputs: Vec::new() }
-    }
-
-    pub fn kind(&self) -> BackendKind {
-        BackendKind::Ort
+impl LoadedGraph for OrtGraph {
+    fn execution(&self) -> Box<dyn Execution> {
+        let inputs = self.0.inputs.iter().map(|_| None).collect();
+        Box::new(OrtExecution { model: self.0.clone(), inputs, input_bytes: vec![0; self.0.inputs.len()], outputs: Vec::new() })
     }
 }
 
@@ -130,34 +106,31 @@ pub struct OrtExecution {
     model: Arc<OrtModel>,
     /// Converted to ONNX Runtime values as they arrive: one copy of the guest's bytes.
     inputs: Vec<Option<DynValue>>,
+    input_bytes: Vec<usize>,
     outputs: Vec<Tensor>,
 }
 
 impl OrtExecution {
-    fn input_index(&self, id: &Id) -> Result<usize, BackendError> {
-        let index = match id {
-            Id::Index(i) => *i as usize,
-            Id::Name(name) => self
-                .model
-                .inputs
-                .iter()
-                .position(|(n, _)| n == name)
-                .ok_or_else(|| backend_error(format!("the model has no input named {name:?}")))?,
-        };
-        if index >= self.model.inputs.len() {
-            return Err(backend_error(format!("input {index} out of range: the model has {}", self.model.inputs.len())));
-        }
-        Ok(index)
-    }
-
     fn run(&mut self) -> Result<(), BackendError> {
         let mut values = Vec::with_capacity(self.inputs.len());
         for ((name, _), value) in self.model.inputs.iter().zip(&self.inputs) {
             let value = value.as_ref().ok_or_else(|| backend_error(format!("input {name:?} was not set")))?;
             values.push((name.as_str(), value));
         }
-        let mut session = self.model.pool.checkout();
-        let outputs = session.run(values).map_err(backend_error)?;
+        let deadline = current_deadline();
+        let Some(mut session) = self.model.pool.checkout(deadline) else {
+            mark_deadline_exceeded();
+            return Err(backend_error("no ONNX Runtime session became free before the deadline"));
+        };
+        let options = RunOptions::new().map_err(backend_error)?;
+        let options = Arc::new(options);
+        let _watch = deadline.map(|deadline| watchdog().watch(deadline, options.clone()));
+        let outputs = session.run_with_options(values, &*options).map_err(|e| {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                mark_deadline_exceeded();
+            }
+            backend_error(e)
+        })?;
         self.outputs = self
             .model
             .outputs
@@ -168,10 +141,16 @@ impl OrtExecution {
     }
 }
 
+impl Execution for OrtExecution {
+    fn held_bytes(&self) -> usize {
+        self.input_bytes.iter().sum::<usize>() + self.outputs.iter().map(|t| t.data.len()).sum::<usize>()
+    }
+}
+
 impl BackendExecutionContext for OrtExecution {
     fn set_input(&mut self, id: Id, tensor: &Tensor) -> Result<(), BackendError> {
         check_tensor(tensor)?;
-        let index = self.input_index(&id)?;
+        let index = index_of(&self.model.input_names, &id, "input")?;
         let (name, expected) = &self.model.inputs[index];
         if let Some(expected) = expected
             && *expected != element_type(tensor.ty)?
@@ -179,19 +158,12 @@ impl BackendExecutionContext for OrtExecution {
             return Err(backend_error(format!("input {name:?} expects {expected:?}, the guest gave {:?}", tensor.ty)));
         }
         self.inputs[index] = Some(to_ort_value(tensor)?);
+        self.input_bytes[index] = tensor.data.len();
         Ok(())
     }
 
     fn get_output(&mut self, id: Id) -> Result<Tensor, BackendError> {
-        let index = match &id {
-            Id::Index(i) => *i as usize,
-            Id::Name(name) => self
-                .model
-                .outputs
-                .iter()
-                .position(|n| n == name)
-                .ok_or_else(|| backend_error(format!("the model has no output named {name:?}")))?,
-        };
+        let index = index_of(&self.model.outputs, &id, "output")?;
         self.outputs
             .get(index)
             .cloned()
@@ -272,13 +244,20 @@ impl SessionPool {
         Self { idle: Mutex::new(sessions), returned: Condvar::new() }
     }
 
-    fn checkout(&self) -> PooledSession<'_> {
+    /// A free session, waiting for one at most until `deadline` (`None` past it).
+    fn checkout(&self, deadline: Option<Instant>) -> Option<PooledSession<'_>> {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
             if let Some(session) = idle.pop() {
-                return PooledSession { pool: self, session: Some(session) };
+                return Some(PooledSession { pool: self, session: Some(session) });
             }
-            idle = self.returned.wait(idle).unwrap_or_else(PoisonError::into_inner);
+            idle = match deadline {
+                None => self.returned.wait(idle).unwrap_or_else(PoisonError::into_inner),
+                Some(deadline) => {
+                    let left = deadline.checked_duration_since(Instant::now()).filter(|left| !left.is_zero())?;
+                    self.returned.wait_timeout(idle, left).unwrap_or_else(PoisonError::into_inner).0
+                }
+            };
         }
     }
 }
@@ -307,5 +286,75 @@ impl Drop for PooledSession<'_> {
             self.pool.idle.lock().unwrap_or_else(PoisonError::into_inner).push(session);
             self.pool.returned.notify_one();
         }
+    }
+}
+
+/// Terminates ONNX Runtime runs whose deadline passed: one thread for the process, asleep
+/// until the earliest deadline of the runs in progress.
+struct Watchdog {
+    runs: Mutex<WatchedRuns>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct WatchedRuns {
+    next_id: u64,
+    runs: Vec<(u64, Instant, Arc<RunOptions>)>,
+}
+
+fn watchdog() -> &'static Watchdog {
+    static WATCHDOG: OnceLock<&'static Watchdog> = OnceLock::new();
+    WATCHDOG.get_or_init(|| {
+        let watchdog: &'static Watchdog =
+            Box::leak(Box::new(Watchdog { runs: Mutex::default(), changed: Condvar::new() }));
+        std::thread::Builder::new()
+            .name("edgenn-ort-watchdog".into())
+            .spawn(move || watchdog.run())
+            .expect("the ONNX Runtime watchdog thread starts");
+        watchdog
+    })
+}
+
+impl Watchdog {
+    /// Watches one run until the returned guard drops.
+    fn watch(&'static self, deadline: Instant, options: Arc<RunOptions>) -> WatchGuard {
+        let mut runs = self.runs.lock().unwrap_or_else(PoisonError::into_inner);
+        let id = runs.next_id;
+        runs.next_id += 1;
+        runs.runs.push((id, deadline, options));
+        self.changed.notify_one();
+        WatchGuard { watchdog: self, id }
+    }
+
+    fn run(&self) {
+        let mut runs = self.runs.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            let now = Instant::now();
+            runs.runs.retain(|(_, deadline, options)| {
+                if *deadline > now {
+                    return true;
+                }
+                if let Err(error) = options.terminate() {
+                    tracing::warn!(%error, "cannot terminate an ONNX Runtime run");
+                }
+                false
+            });
+            runs = match runs.runs.iter().map(|(_, deadline, _)| *deadline).min() {
+                Some(next) => self.changed.wait_timeout(runs, next - now).unwrap_or_else(PoisonError::into_inner).0,
+                None => self.changed.wait(runs).unwrap_or_else(PoisonError::into_inner),
+            };
+        }
+    }
+}
+
+struct WatchGuard {
+    watchdog: &'static Watchdog,
+    id: u64,
+}
+
+impl Drop for WatchGuard {
+    fn drop(&mut self) {
+        let mut runs = self.watchdog.runs.lock().unwrap_or_else(PoisonError::into_inner);
+        runs.runs.retain(|(id, _, _)| *id != self.id);
     }
 }

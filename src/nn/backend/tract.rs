@@ -1,16 +1,21 @@
 //! tract-onnx backend: pure Rust, nothing to install. A loaded graph is an optimised
 //! `SimplePlan`; `run` takes `&self` and spawns its own state, so any number of inferences of
 //! one model run in parallel without a lock.
+//!
+//! A tract run cannot be stopped once started. So a run is not started when the request has
+//! less time left than the fastest run of that model so far took (it could not finish in
+//! time); a run that does start and overruns is answered 504 at the deadline by the gateway
+//! while its thread finishes, holding that app's turn (see `apps`).
 
-use super::{BackendKind, backend_error, bytes_to_vec, check_tensor, load_single, read_model_bytes};
-use std::path::Path;
+use super::{Execution, LoadedGraph, backend_error, bytes_to_vec, check_tensor, index_of};
+use crate::nn::limits::{current_deadline, mark_deadline_exceeded};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 use tract_onnx::prelude::*;
-use wasmtime_wasi_nn::backend::{
-    BackendError, BackendExecutionContext, BackendFromDir, BackendGraph, BackendInner, Id, NamedTensor,
-};
-use wasmtime_wasi_nn::wit::{ExecutionTarget, GraphEncoding, TensorType};
-use wasmtime_wasi_nn::{ExecutionContext, Graph, Tensor as NnTensor};
+use wasmtime_wasi_nn::Tensor as NnTensor;
+use wasmtime_wasi_nn::backend::{BackendError, BackendExecutionContext, Id, NamedTensor};
+use wasmtime_wasi_nn::wit::TensorType;
 
 #[derive(Clone, Default)]
 pub struct TractBackend;
@@ -26,85 +31,78 @@ impl TractBackend {
         let names = |outlets: &[OutletId]| outlets.iter().map(|o| model.node(o.node).name.clone()).collect();
         let inputs = names(model.input_outlets().map_err(backend_error)?);
         let outputs = names(model.output_outlets().map_err(backend_error)?);
-        Ok(TractGraph(Arc::new(TractModel { plan, inputs, outputs })))
+        Ok(TractGraph(Arc::new(TractModel { plan, inputs, outputs, fastest_run_nanos: AtomicU64::new(NEVER_RUN) })))
     }
 }
 
-impl BackendInner for TractBackend {
-    fn encoding(&self) -> GraphEncoding {
-        GraphEncoding::Onnx
-    }
-
-    fn load(&mut self, builders: &[&[u8]], target: ExecutionTarget) -> Result<Graph, BackendError> {
-        load_single(builders, target, |onnx| self.load_graph(onnx))
-    }
-
-    fn as_dir_loadable(&mut self) -> Option<&mut dyn BackendFromDir> {
-        Some(self)
-    }
-}
-
-impl BackendFromDir for TractBackend {
-    fn load_from_dir(&mut self, dir: &Path, target: ExecutionTarget) -> Result<Graph, BackendError> {
-        let onnx = read_model_bytes(dir)?;
-        self.load(&[&onnx], target)
-    }
-}
+/// `fastest_run_nanos` of a model that has not run yet: nothing is known of its run time.
+const NEVER_RUN: u64 = u64::MAX;
 
 struct TractModel {
     plan: Arc<TypedRunnableModel>,
     inputs: Vec<String>,
     outputs: Vec<String>,
+    /// The fastest run so far: a request with less time left cannot finish one.
+    fastest_run_nanos: AtomicU64,
 }
 
 #[derive(Clone)]
 pub struct TractGraph(Arc<TractModel>);
 
-impl TractGraph {
-    pub fn execution(&self) -> TractExecution {
-        TractExecution { model: self.0.clone(), inputs: vec![None; self.0.inputs.len()], outputs: Vec::new() }
-    }
-
-    pub fn kind(&self) -> BackendKind {
-        BackendKind::Tract
-    }
-}
-
-impl BackendGraph for TractGraph {
-    fn init_execution_context(&self) -> Result<ExecutionContext, BackendError> {
-        Ok(ExecutionContext::from(Box::new(self.execution()) as Box<dyn BackendExecutionContext>))
+impl LoadedGraph for TractGraph {
+    fn execution(&self) -> Box<dyn Execution> {
+        let n = self.0.inputs.len();
+        Box::new(TractExecution { model: self.0.clone(), inputs: vec![None; n], input_bytes: vec![0; n], outputs: Vec::new() })
     }
 }
 
 pub struct TractExecution {
     model: Arc<TractModel>,
     inputs: Vec<Option<TValue>>,
+    input_bytes: Vec<usize>,
     outputs: Vec<NnTensor>,
 }
 
-fn position(names: &[String], id: &Id, what: &str) -> Result<usize, BackendError> {
-    let index = match id {
-        Id::Index(i) => *i as usize,
-        Id::Name(name) => names
-            .iter()
-            .position(|n| n == name)
-            .ok_or_else(|| backend_error(format!("the model has no {what} named {name:?}")))?,
-    };
-    if index >= names.len() {
-        return Err(backend_error(format!("{what} {index} out of range: the model has {}", names.len())));
+impl TractExecution {
+    /// Refuses to start a run that cannot finish before the request's deadline.
+    fn check_time_left(&self) -> Result<(), BackendError> {
+        let Some(deadline) = current_deadline() else {
+            return Ok(());
+        };
+        let fastest = self.model.fastest_run_nanos.load(Ordering::Relaxed);
+        if fastest == NEVER_RUN {
+            return Ok(());
+        }
+        let fastest = Duration::from_nanos(fastest);
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left < fastest {
+            mark_deadline_exceeded();
+            return Err(backend_error(format!(
+                "{} ms left before the deadline; a run of this model takes at least {} ms",
+                left.as_millis(),
+                fastest.as_millis()
+            )));
+        }
+        Ok(())
     }
-    Ok(index)
+}
+
+impl Execution for TractExecution {
+    fn held_bytes(&self) -> usize {
+        self.input_bytes.iter().sum::<usize>() + self.outputs.iter().map(|t| t.data.len()).sum::<usize>()
+    }
 }
 
 impl BackendExecutionContext for TractExecution {
     fn set_input(&mut self, id: Id, tensor: &NnTensor) -> Result<(), BackendError> {
-        let index = position(&self.model.inputs, &id, "input")?;
+        let index = index_of(&self.model.inputs, &id, "input")?;
         self.inputs[index] = Some(to_tract(tensor)?.into_tvalue());
+        self.input_bytes[index] = tensor.data.len();
         Ok(())
     }
 
     fn get_output(&mut self, id: Id) -> Result<NnTensor, BackendError> {
-        let index = position(&self.model.outputs, &id, "output")?;
+        let index = index_of(&self.model.outputs, &id, "output")?;
         self.outputs
             .get(index)
             .cloned()
@@ -122,7 +120,14 @@ impl BackendExecutionContext for TractExecution {
             .zip(&self.model.inputs)
             .map(|(value, name)| value.clone().ok_or_else(|| backend_error(format!("input {name:?} was not set"))))
             .collect::<Result<TVec<_>, _>>()?;
+        self.check_time_left()?;
+        let started = Instant::now();
         let results = self.model.plan.run(values).map_err(|e| backend_error(format!("tract: {e:#}")))?;
+        let took = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.model.fastest_run_nanos.fetch_min(took, Ordering::Relaxed);
+        if current_deadline().is_some_and(|deadline| Instant::now() >= deadline) {
+            mark_deadline_exceeded();
+        }
         self.outputs = results.iter().map(|value| from_tract(value)).collect::<Result<_, _>>()?;
         Ok(named.then(|| {
             self.model

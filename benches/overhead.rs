@@ -16,7 +16,7 @@ use edgenn::runtime::{Runtime, RuntimeConfig, Sandbox};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use wasmtime_wasi_nn::backend::Id;
+use wasmtime_wasi_nn::backend::{BackendExecutionContext, Id};
 use wasmtime_wasi_nn::wit::TensorType;
 
 fn repo() -> PathBuf {
@@ -118,9 +118,9 @@ fn main() {
             let (graph, _) = store.graph(&format!("efficientnet-lite0@{backend}")).expect("graph");
             let input = wasmtime_wasi_nn::Tensor::new(vec![1, 3, 224, 224], TensorType::Fp32, tensor.clone());
             let direct_call = || {
-                let mut exec = graph.init_execution_context().expect("context");
+                let mut exec = graph.execution();
                 exec.set_input(Id::Index(0), &input).expect("input");
-                exec.compute().expect("compute");
+                exec.compute(None).expect("compute");
                 let out = exec.get_output(Id::Index(0)).expect("output");
                 assert_eq!(out.data.len(), 4000);
             };

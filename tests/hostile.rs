@@ -37,8 +37,8 @@ fn gateway() -> &'static Gateway {
     GATEWAY.get_or_init(|| {
         // ~400 GFLOP: many seconds on any CPU, unless stopped.
         let slow_ort = onnx::slow_matmul_chain(512, 1024, 400);
-        // ~30 GFLOP on tract, which cannot be stopped once it runs.
-        let slow_tract = onnx::slow_matmul_chain(512, 1024, 30);
+        // ~120 GFLOP on tract, which cannot be stopped once it runs: seconds on this machine.
+        let slow_tract = onnx::slow_matmul_chain(512, 1024, 120);
         let apps = [
             app_dir("echo", "echo", "routes = [\"/v1/echo\"]", &[]),
             app_dir("sleepy", "sleepy", "[limits]\ndeadline_ms = 500", &[]),
@@ -133,9 +133,9 @@ fn a_guest_sleeping_in_the_host_is_stopped_at_its_deadline() {
     let started = Instant::now();
     let (status, json) = call("GET", "/apps/sleepy?ms=8000", b"");
     let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_secs(4), "answered after {elapsed:?}; the guest asked for 8 s, its deadline is 0.5 s");
     assert_eq!(status, 504, "{json}");
     assert_eq!(json["kind"], "deadline_exceeded", "{json}");
-    assert!(elapsed < Duration::from_secs(4), "answered after {elapsed:?}; the guest asked for 8 s, its deadline is 0.5 s");
     // A short sleep within the deadline is served.
     let (status, json) = call("GET", "/apps/sleepy?ms=10", b"");
     assert_eq!((status, json["slept_ms"].as_u64()), (200, Some(10)), "{json}");
@@ -149,9 +149,9 @@ fn a_long_onnx_runtime_inference_is_terminated_at_the_deadline() {
         let started = Instant::now();
         let (status, json) = call("POST", "/apps/slow-ort?model=slow&shape=512,1024&type=f32", &body);
         let elapsed = started.elapsed();
+        assert!(elapsed < Duration::from_secs(4), "answered after {elapsed:?}; deadline 0.5 s, the full run takes far longer");
         assert_eq!(status, 504, "{json}");
         assert_eq!(json["kind"], "deadline_exceeded", "{json}");
-        assert!(elapsed < Duration::from_secs(4), "answered after {elapsed:?}; deadline 0.5 s, the full run takes far longer");
     }
     echo_ok();
 }
@@ -162,8 +162,8 @@ fn a_tract_inference_that_cannot_be_stopped_is_answered_at_the_deadline_and_hold
     gateway();
     let started = Instant::now();
     let (status, json) = call("POST", "/apps/slow-tract?model=slow&shape=512,1024&type=f32", &body);
+    assert!(started.elapsed() < Duration::from_secs(2), "answered after {:?}; deadline 0.3 s", started.elapsed());
     assert_eq!(status, 504, "{json}");
-    assert!(started.elapsed() < Duration::from_secs(3), "answered after {:?}", started.elapsed());
     // Until the first run is done its thread keeps the app's only turn: the next request waits
     // its deadline for it and is refused, or, once that run is over, is refused at once
     // because a run takes longer than its deadline. It never runs past its deadline.
@@ -332,6 +332,24 @@ fn requests_beyond_the_limit_in_flight_are_shed_with_503() {
         assert!(Instant::now() < deadline, "still {status} after the stalled requests went away");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+#[test]
+fn a_stalled_admin_upload_does_not_block_other_deploys() {
+    let head = format!(
+        "PUT /admin/apps/stalled HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {TOKEN}\r\ncontent-type: multipart/form-data; boundary=b\r\ncontent-length: 1000000\r\n\r\n--b\r\n"
+    );
+    let address = gateway().base.trim_start_matches("http://").to_string();
+    let mut stalled = TcpStream::connect(&address).unwrap();
+    stalled.write_all(head.as_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let echo = std::fs::read(guest_wasm("echo")).unwrap();
+    let started = Instant::now();
+    let (status, json) = upload("unblocked", &[("manifest", None, b"name = \"unblocked\"\nwasm = \"x.wasm\"\n"), ("wasm", None, &echo)]);
+    assert_eq!(status, 201, "{json}");
+    assert!(started.elapsed() < Duration::from_secs(10), "the deploy waited {:?} for a stalled upload", started.elapsed());
+    assert_eq!(call("DELETE", "/admin/apps/unblocked", b"").0, 200);
+    drop(stalled);
 }
 
 // --- 6. One app cannot starve the others -------------------------------------------------

@@ -335,7 +335,13 @@ impl Apps {
         let worker = tokio::task::spawn_blocking(move || {
             // Both are released only when the guest's thread is free again.
             let (_permit, _turn) = (permit, turn);
-            runtime.run(&app.module, &app.sandbox, request)
+            let result = runtime.run(&app.module, &app.sandbox, request);
+            let took = started.elapsed();
+            if took > deadline + DEADLINE_GRACE {
+                let overrun_ms = (took - deadline).as_millis() as u64;
+                tracing::warn!(app = %app.manifest.name, overrun_ms, "a host call ran past the deadline; the app's turn is free again");
+            }
+            result
         });
         // The runtime stops guests at their deadline, host calls included; this is the
         // backstop for a host call that cannot be stopped (a tract inference in progress).

@@ -10,9 +10,10 @@
 use edgenn::nn::backend::ort::{OrtBackend, OrtOptions};
 use edgenn::nn::backend::tract::TractBackend;
 use edgenn::metrics::Metrics;
-use edgenn::nn::{Backends, ModelAccess, ModelStore};
+use edgenn::nn::backend::Backends;
+use edgenn::nn::{ModelAccess, ModelKey, ModelStore};
 use edgenn::runtime::wagi::GuestRequest;
-use edgenn::runtime::{Runtime, RuntimeConfig, Sandbox};
+use edgenn::runtime::{AppPolicy, Runtime, RuntimeConfig};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -76,7 +77,8 @@ fn main() {
     let ort_library = repo().join(".edgenn/onnxruntime/libonnxruntime.so.1.31.1");
     let ort = OrtBackend::new(&ort_library, OrtOptions { sessions_per_model: 1, intra_threads: 1 }).expect("ONNX Runtime");
     let metrics = Arc::new(Metrics::new());
-    let backends = Backends { ort: Ok(ort.clone()), tract: TractBackend };
+    let mut backends = Backends::default();
+    backends.register(ort).register(TractBackend);
     let store = Arc::new(ModelStore::new(backends, 1 << 30, metrics.clone()));
     store.register_all(&repo().join("models")).expect("models");
     let runtime = Runtime::new(RuntimeConfig::default(), store.clone(), metrics).expect("runtime");
@@ -84,7 +86,7 @@ fn main() {
         std::fs::read(repo().join(format!("guests/target/wasm32-wasip1/release/{name}.wasm")))
             .unwrap_or_else(|e| panic!("{name}.wasm: {e} (run scripts/build-guests.sh)"))
     };
-    let sandbox = |name: &str| Sandbox {
+    let policy = |name: &str| AppPolicy {
         name: name.to_string(),
         memory_bytes: 256 << 20,
         deadline: Duration::from_secs(30),
@@ -95,10 +97,10 @@ fn main() {
 
     if filter.is_empty() || filter.iter().any(|f| "setup".contains(f.as_str())) {
         let module = runtime.compile(&wasm("noop")).expect("noop guest");
-        let sandbox = sandbox("noop");
+        let policy = policy("noop");
         let mut setups = Vec::new();
         let mut totals = measure(2000, || {
-            let run = runtime.run(&module, &sandbox, GuestRequest::default()).expect("noop runs");
+            let run = runtime.run(&module, &policy, GuestRequest::default()).expect("noop runs");
             setups.push(run.setup.as_secs_f64() * 1e6);
         });
         println!(
@@ -112,10 +114,11 @@ fn main() {
     if filter.is_empty() || filter.iter().any(|f| "tensor".contains(f.as_str())) {
         let tensor = chelsea_tensor();
         let module = runtime.compile(&wasm("nn-tensor")).expect("nn-tensor guest");
-        let sandbox = sandbox("nn-tensor");
+        let policy = policy("nn-tensor");
         for backend in ["ort", "tract"] {
             // The very graph (same sessions) the guest gets from the shared store.
-            let (graph, _) = store.graph(&format!("efficientnet-lite0@{backend}")).expect("graph");
+            let kind = backend.parse().expect("a backend");
+            let (graph, _) = store.graph(&ModelKey::shared("efficientnet-lite0"), Some(kind)).expect("graph");
             let input = wasmtime_wasi_nn::Tensor::new(vec![1, 3, 224, 224], TensorType::Fp32, tensor.clone());
             let direct_call = || {
                 let mut exec = graph.execution();
@@ -131,7 +134,7 @@ fn main() {
                 ..GuestRequest::default()
             };
             let guest_call = || {
-                let run = runtime.run(&module, &sandbox, request.clone()).expect("guest runs");
+                let run = runtime.run(&module, &policy, request.clone()).expect("guest runs");
                 assert_eq!(run.response.status, 200, "{:?}", String::from_utf8_lossy(&run.response.body));
             };
             // Alternate the two so that any drift in machine load hits both alike.
@@ -148,7 +151,7 @@ fn main() {
             // the I/O, parsing and sandbox work, and no inference.
             let io_request = GuestRequest { query: "model=no-such-model&shape=1,3,224,224".into(), ..request.clone() };
             let mut io_only = measure(100, || {
-                let run = runtime.run(&module, &sandbox, io_request.clone()).expect("guest runs");
+                let run = runtime.run(&module, &policy, io_request.clone()).expect("guest runs");
                 assert_eq!(run.response.status, 404);
             });
             println!(

@@ -14,9 +14,9 @@ pub mod persist;
 
 use crate::nn::manifest::ModelManifest;
 use manifest::{MAX_ROUTE_BYTES, is_at_or_below};
-use crate::nn::{ModelAccess, ModelStore, NnError};
+use crate::nn::{ModelAccess, ModelKey, ModelStore, NnError};
 use crate::runtime::wagi::{GuestRequest, config_variable};
-use crate::runtime::{GuestModule, GuestRun, Runtime, RuntimeError, Sandbox};
+use crate::runtime::{AppPolicy, GuestModule, GuestRun, Runtime, RuntimeError};
 pub use manifest::{AppManifest, ManifestError};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -30,11 +30,11 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub struct App {
     pub manifest: AppManifest,
     module: GuestModule,
-    sandbox: Sandbox,
+    policy: AppPolicy,
     pub wasm_bytes: u64,
     /// Store keys of this version's bundled models, forgotten when the last request using this
     /// version is done (in-flight requests keep the `Arc<App>` alive).
-    bundled_keys: Vec<String>,
+    bundled_keys: Vec<ModelKey>,
     models: Arc<ModelStore>,
     /// Turns of this app: `limits.max_concurrency` permits.
     turns: Arc<Semaphore>,
@@ -70,7 +70,7 @@ impl App {
             self.waiting.fetch_sub(1, Ordering::AcqRel);
             return Err(CallError::AppBusy { app: self.manifest.name.clone() });
         }
-        let wait = tokio::time::timeout(self.sandbox.deadline, self.turns.clone().acquire_owned()).await;
+        let wait = tokio::time::timeout(self.policy.deadline, self.turns.clone().acquire_owned()).await;
         self.waiting.fetch_sub(1, Ordering::AcqRel);
         match wait {
             Ok(Ok(permit)) => Ok(AppTurn { _permit: permit }),
@@ -196,7 +196,7 @@ impl Apps {
     fn deploy(&self, manifest: AppManifest, wasm: &[u8], dir: &Path) -> Result<Arc<App>, DeployError> {
         let models = self.runtime.models().clone();
         for model in &manifest.models {
-            if models.entry(model).is_none() {
+            if !models.has_shared(model) {
                 return Err(DeployError::UnknownModel { app: manifest.name.clone(), model: model.clone() });
             }
         }
@@ -208,7 +208,7 @@ impl Apps {
         let config_env: Vec<(String, String)> =
             manifest.config.iter().map(|(k, v)| (config_variable(k), v.clone())).collect();
         let access = ModelAccess { all_shared: false, shared: manifest.models.clone(), bundled: bundled.clone() };
-        let sandbox = Sandbox {
+        let policy = AppPolicy {
             name: manifest.name.clone(),
             memory_bytes: manifest.limits.memory_mib << 20,
             deadline: Duration::from_millis(manifest.limits.deadline_ms),
@@ -220,7 +220,7 @@ impl Apps {
         let app = Arc::new(App {
             manifest,
             module,
-            sandbox,
+            policy,
             wasm_bytes: wasm.len() as u64,
             bundled_keys,
             models,
@@ -256,13 +256,13 @@ impl Apps {
 
     /// Registers the app's bundled models under keys unique to this deployment and loads each
     /// on its backend, so a model that does not load fails the deploy, not a later request.
-    fn register_bundled(&self, manifest: &AppManifest, dir: &Path) -> Result<Vec<(String, String)>, DeployError> {
+    fn register_bundled(&self, manifest: &AppManifest, dir: &Path) -> Result<Vec<(String, ModelKey)>, DeployError> {
         let models = self.runtime.models();
         let deployment = self.deployments.fetch_add(1, Ordering::Relaxed);
-        let mut registered: Vec<(String, String)> = Vec::new();
+        let mut registered: Vec<(String, ModelKey)> = Vec::new();
         let mut result = Ok(());
         for bundled in &manifest.bundled_models {
-            let key = format!("{}/{deployment}/{}", manifest.name, bundled.name);
+            let key = ModelKey::Bundled { app: manifest.name.clone(), deployment, name: bundled.name.clone() };
             let model_manifest = ModelManifest {
                 name: bundled.name.clone(),
                 file: bundled.file.clone(),
@@ -272,8 +272,8 @@ impl Apps {
                 outputs: Vec::new(),
             };
             let loaded = models
-                .register_file(&key, model_manifest, dir.join(&bundled.file))
-                .and_then(|()| models.graph(&key).map(|_| ()));
+                .register_file(key.clone(), model_manifest, dir.join(&bundled.file))
+                .and_then(|()| models.graph(&key, None).map(|_| ()));
             registered.push((bundled.name.clone(), key));
             if let Err(source) = loaded {
                 result = Err(DeployError::BundledModel { app: manifest.name.clone(), model: bundled.name.clone(), source });
@@ -281,10 +281,29 @@ impl Apps {
             }
         }
         if result.is_err() {
-            let keys: Vec<String> = registered.iter().map(|(_, key)| key.clone()).collect();
+            let keys: Vec<ModelKey> = registered.iter().map(|(_, key)| key.clone()).collect();
             models.unregister(&keys);
         }
         result.map(|()| registered)
+    }
+
+    /// Loads the shared models the apps declare on every available backend, so first requests
+    /// do not pay for it. (Bundled models were loaded when their app was deployed.)
+    pub fn warm_up(&self) {
+        let models = self.runtime.models();
+        let mut names: Vec<String> = {
+            let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
+            table.by_name.values().flat_map(|app| app.manifest.models.clone()).collect()
+        };
+        names.sort();
+        names.dedup();
+        for backend in models.available_backends() {
+            for name in &names {
+                if let Err(error) = models.graph(&ModelKey::shared(name), Some(backend)) {
+                    tracing::warn!(model = %name, %backend, error = %crate::nn::describe(&error), "warm-up failed");
+                }
+            }
+        }
     }
 
     /// Takes an app out of service; in-flight requests finish on it.
@@ -330,12 +349,12 @@ impl Apps {
     pub async fn call(&self, app: Arc<App>, turn: AppTurn, request: GuestRequest) -> Result<GuestRun, CallError> {
         let permit = self.slots.clone().acquire_owned().await.map_err(|_| CallError::ShuttingDown)?;
         let runtime = self.runtime.clone();
-        let deadline = app.sandbox.deadline;
+        let deadline = app.policy.deadline;
         let started = Instant::now();
         let worker = tokio::task::spawn_blocking(move || {
             // Both are released only when the guest's thread is free again.
             let (_permit, _turn) = (permit, turn);
-            let result = runtime.run(&app.module, &app.sandbox, request);
+            let result = runtime.run(&app.module, &app.policy, request);
             let took = started.elapsed();
             if took > deadline + DEADLINE_GRACE {
                 let overrun_ms = (took - deadline).as_millis() as u64;

@@ -19,7 +19,8 @@
 //! bundled file's name is normalised and may not be one the gateway writes itself, and the
 //! manifest and module are written last, from the validated values.
 
-use super::HttpState;
+use super::{ApiError, HttpState};
+use crate::apps::CallError;
 use crate::apps::manifest::{AppManifest, MANIFEST_FILE, STORED_WASM_FILE, is_relative_inside};
 use crate::apps::persist::{AppStore, app_component, write_synced};
 use axum::Json;
@@ -27,7 +28,7 @@ use axum::extract::multipart::{Field, MultipartError, MultipartRejection};
 use axum::extract::{DefaultBodyLimit, Multipart, Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
 use axum::{Router, middleware};
 use serde_json::json;
@@ -59,60 +60,6 @@ impl Admin {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum AdminError {
-    #[error("missing or wrong bearer token")]
-    Unauthorized,
-    #[error("the admin API is disabled: start the gateway with --admin-token or EDGENN_ADMIN_TOKEN")]
-    Disabled,
-    #[error("{0}")]
-    BadRequest(String),
-    #[error("the upload is larger than this gateway's limit of {0} bytes")]
-    PayloadTooLarge(usize),
-    #[error("the upload did not arrive within {} s", .0.as_secs())]
-    Timeout(Duration),
-    #[error("{0}")]
-    NotFound(String),
-    #[error("deploy refused: {0}")]
-    Refused(String),
-    #[error("storage error: {0}")]
-    Storage(#[from] std::io::Error),
-}
-
-impl AdminError {
-    fn status_and_kind(&self) -> (StatusCode, &'static str) {
-        match self {
-            AdminError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
-            AdminError::Disabled => (StatusCode::UNAUTHORIZED, "admin_disabled"),
-            AdminError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
-            AdminError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-            AdminError::Timeout(_) => (StatusCode::REQUEST_TIMEOUT, "body_timeout"),
-            AdminError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-            AdminError::Refused(_) => (StatusCode::UNPROCESSABLE_ENTITY, "deploy_refused"),
-            AdminError::Storage(_) => (StatusCode::INTERNAL_SERVER_ERROR, "storage"),
-        }
-    }
-}
-
-impl IntoResponse for AdminError {
-    fn into_response(self) -> Response {
-        let (status, kind) = self.status_and_kind();
-        let message = match &self {
-            // Host paths stay in the log.
-            AdminError::Storage(error) => {
-                tracing::error!(%error, "admin storage error");
-                "storage error".to_string()
-            }
-            other => other.to_string(),
-        };
-        let body = Json(json!({ "error": message, "kind": kind }));
-        if status == StatusCode::UNAUTHORIZED {
-            return (status, [(header::WWW_AUTHENTICATE, "Bearer")], body).into_response();
-        }
-        (status, body).into_response()
-    }
-}
-
 pub fn router(admin: Arc<Admin>) -> Router<HttpState> {
     let limit = admin.upload.max_bytes;
     Router::new()
@@ -122,9 +69,9 @@ pub fn router(admin: Arc<Admin>) -> Router<HttpState> {
         .layer(middleware::from_fn_with_state(admin, authorize))
 }
 
-async fn authorize(State(admin): State<Arc<Admin>>, request: Request, next: Next) -> Result<Response, AdminError> {
+async fn authorize(State(admin): State<Arc<Admin>>, request: Request, next: Next) -> Result<Response, ApiError> {
     let Some(token) = &admin.token else {
-        return Err(AdminError::Disabled);
+        return Err(ApiError::AdminDisabled);
     };
     let presented = request
         .headers()
@@ -133,7 +80,7 @@ async fn authorize(State(admin): State<Arc<Admin>>, request: Request, next: Next
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default();
     if !bool::from(presented.as_bytes().ct_eq(token.as_bytes())) {
-        return Err(AdminError::Unauthorized);
+        return Err(ApiError::Unauthorized);
     }
     Ok(next.run(request).await)
 }
@@ -143,9 +90,9 @@ fn admin_of(state: &HttpState) -> &Arc<Admin> {
 }
 
 /// The app name of the URL, by the same rule as a manifest's and the store's.
-fn checked_name(name: &str) -> Result<&str, AdminError> {
+fn checked_name(name: &str) -> Result<&str, ApiError> {
     app_component(name).map_err(|_| {
-        AdminError::BadRequest(format!("app name {name:?} must be 1-64 characters of a-z, 0-9, '-', '_' or '.', not starting with '.'"))
+        ApiError::BadRequest(format!("app name {name:?} must be 1-64 characters of a-z, 0-9, '-', '_' or '.', not starting with '.'"))
     })
 }
 
@@ -153,20 +100,20 @@ async fn list(State(state): State<HttpState>) -> Json<serde_json::Value> {
     Json(json!({ "apps": state.apps.list() }))
 }
 
-async fn inspect(State(state): State<HttpState>, Path(name): Path<String>) -> Result<Json<serde_json::Value>, AdminError> {
+async fn inspect(State(state): State<HttpState>, Path(name): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
     let name = checked_name(&name)?;
-    let app = state.apps.get(name).ok_or_else(|| AdminError::NotFound(format!("unknown app {name:?}")))?;
+    let app = state.apps.get(name).ok_or_else(|| ApiError::NotFound(format!("unknown app {name:?}")))?;
     Ok(Json(json!({ "app": app.info(), "manifest": app.manifest })))
 }
 
-async fn remove(State(state): State<HttpState>, Path(name): Path<String>) -> Result<Json<serde_json::Value>, AdminError> {
+async fn remove(State(state): State<HttpState>, Path(name): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
     let name = checked_name(&name)?;
     let admin = admin_of(&state);
     let _guard = admin.deploying.lock().await;
     let on_disk = admin.store.remove(name)?;
     let live = state.apps.remove(name).is_some();
     if !on_disk && !live {
-        return Err(AdminError::NotFound(format!("unknown app {name:?}")));
+        return Err(ApiError::NotFound(format!("unknown app {name:?}")));
     }
     Ok(Json(json!({ "deleted": name })))
 }
@@ -175,15 +122,15 @@ async fn deploy(
     State(state): State<HttpState>,
     Path(name): Path<String>,
     multipart: Result<Multipart, MultipartRejection>,
-) -> Result<(StatusCode, Json<serde_json::Value>), AdminError> {
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let name = checked_name(&name)?.to_string();
-    let multipart = multipart.map_err(|e| AdminError::BadRequest(format!("expected a multipart/form-data upload: {e}")))?;
+    let multipart = multipart.map_err(|e| ApiError::BadRequest(format!("expected a multipart/form-data upload: {e}")))?;
     let admin = admin_of(&state).clone();
     let staged = Staged(admin.store.stage()?);
     let timeout = admin.upload.read_timeout;
     match tokio::time::timeout(timeout, write_upload(&name, multipart, &staged.0, admin.upload.max_bytes)).await {
         Ok(written) => written?,
-        Err(_) => return Err(AdminError::Timeout(timeout)),
+        Err(_) => return Err(ApiError::BodyTimeout(timeout)),
     }
     let _guard = admin.deploying.lock().await;
     let replaced = admin.store.has_current(&name)?;
@@ -192,7 +139,7 @@ async fn deploy(
     let (version_dir, app_name) = (version.clone(), name.clone());
     let deployed = tokio::task::spawn_blocking(move || apps.deploy_stored(&version_dir, &app_name))
         .await
-        .map_err(|e| AdminError::Refused(format!("validation crashed: {e}")))?;
+        .map_err(|_| ApiError::Call(CallError::Panicked))?;
     match deployed {
         Ok(app) => {
             admin.store.make_current(&name, &version)?;
@@ -201,7 +148,7 @@ async fn deploy(
         }
         Err(error) => {
             admin.store.discard(&version);
-            Err(AdminError::Refused(format!("{error:#}")))
+            Err(ApiError::DeployRefused(error))
         }
     }
 }
@@ -219,11 +166,11 @@ impl Drop for Staged {
 }
 
 /// A multipart error as the client should see it: over the size limit is 413.
-fn upload_error(what: &str, error: MultipartError, max_bytes: usize) -> AdminError {
+fn upload_error(what: &str, error: MultipartError, max_bytes: usize) -> ApiError {
     if error.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        AdminError::PayloadTooLarge(max_bytes)
+        ApiError::PayloadTooLarge(max_bytes)
     } else {
-        AdminError::BadRequest(format!("{what}: {}", error.body_text()))
+        ApiError::BadRequest(format!("{what}: {}", error.body_text()))
     }
 }
 
@@ -241,9 +188,9 @@ fn bundled_file_path(file_name: &str) -> Option<PathBuf> {
 }
 
 /// Streams one file part to `target`, creating its directories.
-async fn write_part(field: &mut Field<'_>, target: &std::path::Path, max_bytes: usize) -> Result<(), AdminError> {
+async fn write_part(field: &mut Field<'_>, target: &std::path::Path, max_bytes: usize) -> Result<(), ApiError> {
     if let Some(parent) = target.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| AdminError::BadRequest(format!("cannot store {}: {e}", target.display())))?;
+        std::fs::create_dir_all(parent).map_err(|e| ApiError::BadRequest(format!("cannot store {}: {e}", target.display())))?;
     }
     let mut file = std::fs::File::create(target)?;
     while let Some(chunk) = field.chunk().await.map_err(|e| upload_error("cannot read a bundled file", e, max_bytes))? {
@@ -256,8 +203,8 @@ async fn write_part(field: &mut Field<'_>, target: &std::path::Path, max_bytes: 
 /// Writes the multipart upload into `dir` as an app directory: the bundled files as they
 /// arrive, then the module and `edgenn.toml` (with `wasm` naming the stored module) last, so
 /// no part can overwrite what was validated.
-async fn write_upload(name: &str, mut multipart: Multipart, dir: &std::path::Path, max_bytes: usize) -> Result<(), AdminError> {
-    let bad = |m: String| AdminError::BadRequest(m);
+async fn write_upload(name: &str, mut multipart: Multipart, dir: &std::path::Path, max_bytes: usize) -> Result<(), ApiError> {
+    let bad = |m: String| ApiError::BadRequest(m);
     let mut manifest: Option<AppManifest> = None;
     let mut wasm: Option<bytes::Bytes> = None;
     let mut files: Vec<PathBuf> = Vec::new();

@@ -20,7 +20,7 @@ use axum::middleware::{self, Next};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
-pub use error::AppError;
+pub use error::ApiError;
 use crate::metrics::RequestLabels;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -70,10 +70,10 @@ pub struct HttpState {
 /// Answers 414 for an over-long URI and 503 beyond the requests in flight, before any routing.
 async fn admission(State(gate): State<Arc<Gate>>, request: Request, next: Next) -> Response {
     if request.uri().path_and_query().map_or(0, |pq| pq.as_str().len()) > gate.max_uri_bytes {
-        return AppError::UriTooLong(gate.max_uri_bytes).into_response();
+        return ApiError::UriTooLong(gate.max_uri_bytes).into_response();
     }
     let Ok(_permit) = gate.in_flight.clone().try_acquire_owned() else {
-        return AppError::Overloaded.into_response();
+        return ApiError::Overloaded.into_response();
     };
     next.run(request).await
 }
@@ -109,6 +109,7 @@ pub fn router(apps: Arc<Apps>, web_demo: Option<PathBuf>, admin: Option<Arc<admi
             (StatusCode::INTERNAL_SERVER_ERROR, body).into_response()
         }))
         .layer(middleware::from_fn_with_state(gate, admission))
+        .layer(middleware::from_fn(error::log_errors))
         .layer(TraceLayer::new_for_http())
         .with_state(HttpState { apps, admin, limits: Arc::new(limits) })
 }
@@ -138,7 +139,7 @@ async fn list_apps(State(state): State<HttpState>) -> Json<serde_json::Value> {
     Json(serde_json::json!({ "apps": state.apps.list() }))
 }
 
-async fn app_root(State(state): State<HttpState>, Path(name): Path<String>, request: Request) -> Result<Response, AppError> {
+async fn app_root(State(state): State<HttpState>, Path(name): Path<String>, request: Request) -> Result<Response, ApiError> {
     by_name(&state, &name, "/".to_string(), request).await
 }
 
@@ -146,21 +147,21 @@ async fn app_path(
     State(state): State<HttpState>,
     Path((name, rest)): Path<(String, String)>,
     request: Request,
-) -> Result<Response, AppError> {
+) -> Result<Response, ApiError> {
     by_name(&state, &name, format!("/{rest}"), request).await
 }
 
 /// `/apps/<name>/...`: every app is served here, besides its own routes.
-async fn by_name(state: &HttpState, name: &str, path_info: String, request: Request) -> Result<Response, AppError> {
-    let app = state.apps.get(name).ok_or_else(|| AppError::NotFound(format!("unknown app {name:?}")))?;
+async fn by_name(state: &HttpState, name: &str, path_info: String, request: Request) -> Result<Response, ApiError> {
+    let app = state.apps.get(name).ok_or_else(|| ApiError::NotFound(format!("unknown app {name:?}")))?;
     dispatch(state, app, format!("/apps/{name}"), path_info, request).await
 }
 
 /// Extra routes declared by apps (`/v1/classify`), matched exactly or as a segment prefix.
-async fn by_app_route(State(state): State<HttpState>, request: Request) -> Result<Response, AppError> {
+async fn by_app_route(State(state): State<HttpState>, request: Request) -> Result<Response, ApiError> {
     let path = request.uri().path().to_string();
     let Some((app, route_len)) = state.apps.route_for(&path) else {
-        return Err(AppError::NotFound("no app or endpoint serves this path".to_string()));
+        return Err(ApiError::NotFound("no app or endpoint serves this path".to_string()));
     };
     let path_info = match &path[route_len..] {
         "" => "/".to_string(),
@@ -176,7 +177,7 @@ async fn dispatch(
     script_name: String,
     path_info: String,
     request: Request,
-) -> Result<Response, AppError> {
+) -> Result<Response, ApiError> {
     let started = Instant::now();
     let name = app.manifest.name.clone();
     let response = call_app(state, app, script_name, path_info, request).await.unwrap_or_else(IntoResponse::into_response);
@@ -193,7 +194,7 @@ async fn call_app(
     script_name: String,
     path_info: String,
     request: Request,
-) -> Result<Response, AppError> {
+) -> Result<Response, ApiError> {
     let limit = app.max_body_bytes();
     let (parts, body) = request.into_parts();
     let declared = parts
@@ -202,19 +203,19 @@ async fn call_app(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > limit as u64) {
-        return Err(AppError::PayloadTooLarge(limit));
+        return Err(ApiError::PayloadTooLarge(limit));
     }
     // The app's turn first: a body is buffered only for a request that will run.
     let turn = app.take_turn().await?;
     let timeout = state.limits.body_read_timeout;
     let body = tokio::time::timeout(timeout, axum::body::to_bytes(body, limit))
         .await
-        .map_err(|_| AppError::BodyTimeout(timeout))?
+        .map_err(|_| ApiError::BodyTimeout(timeout))?
         .map_err(|e| {
             if is_length_limit(&e) {
-                AppError::PayloadTooLarge(limit)
+                ApiError::PayloadTooLarge(limit)
             } else {
-                AppError::BadRequest(format!("cannot read the request body: {e}"))
+                ApiError::BadRequest(format!("cannot read the request body: {e}"))
             }
         })?;
     let guest_request = GuestRequest {

@@ -60,9 +60,9 @@ impl Default for RuntimeConfig {
     }
 }
 
-/// What one app's instances may do.
+/// What one app's instances may do and use.
 #[derive(Debug, Clone)]
-pub struct Sandbox {
+pub struct AppPolicy {
     /// Used as `argv[0]` and in logs.
     pub name: String,
     pub memory_bytes: usize,
@@ -73,20 +73,27 @@ pub struct Sandbox {
     pub config_env: Arc<[(String, String)]>,
 }
 
+/// A wasmtime error as a standard error with its chain (wasmtime's error type is `anyhow`'s).
+pub type WasmError = Box<dyn std::error::Error + Send + Sync>;
+
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
-    #[error("not a valid WebAssembly module: {0}")]
-    Compile(String),
-    #[error("the module cannot run here: {0}")]
-    Link(String),
+    #[error("not a valid WebAssembly module")]
+    Compile(#[source] WasmError),
+    #[error("the module cannot run here")]
+    Link(#[source] WasmError),
+    #[error("the module exports no `_start` function (build it as a wasm32-wasip1 command)")]
+    NoStart,
     #[error("the app ran past its deadline of {} ms", .0.as_millis())]
     DeadlineExceeded(Duration),
     #[error("the app exceeded its memory limit of {} MiB", .0 >> 20)]
     MemoryLimit(usize),
-    #[error("the app failed: {0}")]
-    Trap(String),
-    #[error("cannot start the app: {0}")]
-    Instantiate(String),
+    #[error("the app failed")]
+    Trap(#[source] WasmError),
+    #[error("the app exited with status {0} without a response")]
+    Exit(i32),
+    #[error("cannot start the app")]
+    Instantiate(#[source] WasmError),
     #[error("the app's response is larger than {0} bytes")]
     OutputTooLarge(usize),
     #[error(transparent)]
@@ -164,36 +171,36 @@ impl Runtime {
     /// Compiles and links a guest: a `wasm32-wasip1` command module exporting `_start` and
     /// importing only what the host offers.
     pub fn compile(&self, wasm: &[u8]) -> Result<GuestModule, RuntimeError> {
-        let module = Module::new(&self.engine, wasm).map_err(|e| RuntimeError::Compile(format!("{e:#}")))?;
+        let module = Module::new(&self.engine, wasm).map_err(|e| RuntimeError::Compile(e.into()))?;
         match module.get_export("_start") {
             Some(wasmtime::ExternType::Func(_)) => {}
-            _ => return Err(RuntimeError::Link("the module exports no `_start` function (build it as a wasm32-wasip1 command)".into())),
+            _ => return Err(RuntimeError::NoStart),
         }
-        let pre = self.linker.instantiate_pre(&module).map_err(|e| RuntimeError::Link(format!("{e:#}")))?;
+        let pre = self.linker.instantiate_pre(&module).map_err(|e| RuntimeError::Link(e.into()))?;
         Ok(GuestModule { pre })
     }
 
     /// Runs one request in a fresh instance.
-    pub fn run(&self, module: &GuestModule, sandbox: &Sandbox, request: GuestRequest) -> Result<GuestRun, RuntimeError> {
+    pub fn run(&self, module: &GuestModule, policy: &AppPolicy, request: GuestRequest) -> Result<GuestRun, RuntimeError> {
         let started = Instant::now();
         let stdout = MemoryOutputPipe::new(self.config.max_output_bytes);
         let stderr = MemoryOutputPipe::new(16 << 10);
-        let env = wagi::environment(&request, &sandbox.config_env);
+        let env = wagi::environment(&request, &policy.config_env);
         let wasi = WasiCtxBuilder::new()
             .stdin(MemoryInputPipe::new(request.body))
             .stdout(stdout.clone())
             .stderr(stderr.clone())
             .envs(&env)
-            .arg(&sandbox.name)
+            .arg(&policy.name)
             .build_p1();
-        let registry = self.models.registry(sandbox.models.clone());
-        let deadline = started + sandbox.deadline;
+        let registry = self.models.registry(policy.models.clone());
+        let deadline = started + policy.deadline;
         let nn = WitxNn::new(registry, deadline, self.metrics.clone());
-        let memory_bytes = sandbox.memory_bytes.min(self.config.max_memory_bytes);
+        let memory_bytes = policy.memory_bytes.min(self.config.max_memory_bytes);
         let state = GuestState { wasi, nn, budget: MemoryBudget::new(memory_bytes), deadline };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.budget);
-        let ticks = sandbox.deadline.as_nanos().div_ceil(self.config.epoch_tick.as_nanos().max(1)) + 1;
+        let ticks = policy.deadline.as_nanos().div_ceil(self.config.epoch_tick.as_nanos().max(1)) + 1;
         store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
         store.epoch_deadline_trap();
 
@@ -203,12 +210,12 @@ impl Runtime {
                 self.metrics.memory_kills.inc();
                 RuntimeError::MemoryLimit(memory_bytes)
             } else {
-                RuntimeError::Instantiate(format!("{e:#}"))
+                RuntimeError::Instantiate(e.into())
             }
         })?;
         let start = instance
             .get_typed_func::<(), ()>(&mut store, "_start")
-            .map_err(|e| RuntimeError::Link(format!("{e:#}")))?;
+            .map_err(|e| RuntimeError::Link(e.into()))?;
         let setup = started.elapsed();
         let result = start.call(&mut store, ());
 
@@ -219,22 +226,22 @@ impl Runtime {
                 Some(0) => {}
                 // A CGI program may exit non-zero after writing a complete response.
                 Some(code) if wagi::parse_response(output.clone()).is_ok() => {
-                    tracing::debug!(app = %sandbox.name, code, "guest exited non-zero after responding");
+                    tracing::debug!(app = %policy.name, code, "guest exited non-zero after responding");
                 }
-                _ => return Err(self.classify_failure(&store, sandbox, error, exit, &stderr.contents())),
+                _ => return Err(self.classify_failure(&store, policy, error, exit, &stderr.contents())),
             }
         }
         if output.len() >= self.config.max_output_bytes {
             return Err(RuntimeError::OutputTooLarge(self.config.max_output_bytes));
         }
-        let response = wagi::parse_response(output).inspect_err(|_| log_stderr(sandbox, &stderr.contents()))?;
+        let response = wagi::parse_response(output).inspect_err(|_| log_stderr(policy, &stderr.contents()))?;
         Ok(GuestRun { response, setup, total: started.elapsed() })
     }
 
     fn classify_failure(
         &self,
         store: &Store<GuestState>,
-        sandbox: &Sandbox,
+        policy: &AppPolicy,
         error: wasmtime::Error,
         exit: Option<i32>,
         stderr: &Bytes,
@@ -242,17 +249,17 @@ impl Runtime {
         let kill = error.downcast_ref::<Kill>().copied();
         if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) || kill == Some(Kill::Deadline) {
             self.metrics.deadline_kills.inc();
-            return RuntimeError::DeadlineExceeded(sandbox.deadline);
+            return RuntimeError::DeadlineExceeded(policy.deadline);
         }
         if store.data().budget.denied || kill == Some(Kill::Memory) {
             self.metrics.memory_kills.inc();
             return RuntimeError::MemoryLimit(store.data().budget.limit);
         }
         self.metrics.traps.inc();
-        log_stderr(sandbox, stderr);
+        log_stderr(policy, stderr);
         match exit {
-            Some(code) => RuntimeError::Trap(format!("exited with status {code} without a response")),
-            None => RuntimeError::Trap(format!("{:#}", error)),
+            Some(code) => RuntimeError::Exit(code),
+            None => RuntimeError::Trap(error.into()),
         }
     }
 
@@ -261,9 +268,9 @@ impl Runtime {
     }
 }
 
-fn log_stderr(sandbox: &Sandbox, stderr: &Bytes) {
+fn log_stderr(policy: &AppPolicy, stderr: &Bytes) {
     if !stderr.is_empty() {
-        tracing::warn!(app = %sandbox.name, stderr = %String::from_utf8_lossy(stderr).trim_end(), "guest stderr");
+        tracing::warn!(app = %policy.name, stderr = %String::from_utf8_lossy(stderr).trim_end(), "guest stderr");
     }
 }
 

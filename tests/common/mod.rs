@@ -40,7 +40,7 @@ impl Gateway {
             args.push(dir.display().to_string());
         }
         // No demo page and a private data directory unless a test asks for them.
-        args.extend(["--web-demo".into(), "no-demo".into()]);
+        args.extend(["--no-web-demo".into()]);
         if !extra.contains(&"--data-dir") {
             let data = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("data-{}-{}", std::process::id(), unique()));
             args.extend(["--data-dir".into(), data.display().to_string()]);

@@ -8,7 +8,7 @@
 //! registered with the [`Watchdog`], which sets ONNX Runtime's terminate flag on its
 //! `RunOptions` when the deadline passes (ONNX Runtime checks it between kernels).
 
-use super::{Execution, LoadedGraph, backend_error, bytes_to_vec, check_tensor, index_of};
+use super::{Backend, BackendKind, Error, Execution, LoadedGraph, Slots, bytes_to_vec, dimensions_u32};
 use crate::nn::limits::{current_deadline, mark_deadline_exceeded};
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::{RunOptions, Session};
@@ -42,15 +42,25 @@ pub struct OrtBackend {
     options: OrtOptions,
 }
 
+/// ONNX Runtime could not be started from its library.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot start ONNX Runtime from {path}")]
+pub struct OrtUnavailable {
+    path: std::path::PathBuf,
+    #[source]
+    source: Box<dyn std::error::Error + Send + Sync>,
+}
+
 impl OrtBackend {
     /// Loads the ONNX Runtime shared library. There is one ONNX Runtime environment per
     /// process: call this once and clone the backend.
-    pub fn new(library: &Path, options: OrtOptions) -> Result<Self, String> {
+    pub fn new(library: &Path, options: OrtOptions) -> Result<Self, OrtUnavailable> {
+        let unavailable = |source: Box<dyn std::error::Error + Send + Sync>| OrtUnavailable { path: library.to_path_buf(), source };
         let environment = ort::init_from(library)
-            .map_err(|e| format!("cannot load ONNX Runtime from {}: {e}", library.display()))?
+            .map_err(|e| unavailable(e.into()))?
             .with_name("edgenn")
             .build()
-            .map_err(|e| format!("cannot start ONNX Runtime from {}: {e}", library.display()))?;
+            .map_err(|e| unavailable(e.into()))?;
         Ok(Self { environment, options })
     }
 
@@ -59,36 +69,43 @@ impl OrtBackend {
     }
 
     /// Builds one graph (a pool of sessions) from ONNX bytes.
-    pub fn load_graph(&self, onnx: &[u8]) -> Result<OrtGraph, BackendError> {
+    pub fn load(&self, onnx: &[u8]) -> Result<OrtGraph, Error> {
         let pool_size = self.options.sessions_per_model.max(1);
         let mut sessions = Vec::with_capacity(pool_size);
         for _ in 0..pool_size {
-            let mut builder = Session::builder(&self.environment)
-                .map_err(backend_error)?
-                .with_optimization_level(GraphOptimizationLevel::Level3)
-                .map_err(backend_error)?
-                .with_intra_threads(self.options.intra_threads.max(1))
-                .map_err(backend_error)?
+            let mut builder = Session::builder(&self.environment)?
+                .with_optimization_level(GraphOptimizationLevel::Level3)?
+                .with_intra_threads(self.options.intra_threads.max(1))?
                 // Spinning threads would burn the cores that other requests' guests need.
-                .with_intra_op_spinning(false)
-                .map_err(backend_error)?;
-            sessions.push(builder.commit_from_memory(onnx).map_err(backend_error)?);
+                .with_intra_op_spinning(false)?;
+            sessions.push(builder.commit_from_memory(onnx)?);
         }
-        let inputs: Vec<(String, Option<TensorElementType>)> = sessions[0]
-            .inputs()
-            .iter()
-            .map(|outlet| (outlet.name().to_string(), outlet.dtype().tensor_type()))
-            .collect();
-        let input_names = inputs.iter().map(|(name, _)| name.clone()).collect();
-        let outputs = sessions[0].outputs().iter().map(|outlet| outlet.name().to_string()).collect();
-        Ok(OrtGraph(Arc::new(OrtModel { inputs, input_names, outputs, pool: SessionPool::new(sessions) })))
+        let input_types = sessions[0].inputs().iter().map(|outlet| outlet.dtype().tensor_type()).collect();
+        let input_names = sessions[0].inputs().iter().map(|outlet| outlet.name().to_string()).collect();
+        let output_names = sessions[0].outputs().iter().map(|outlet| outlet.name().to_string()).collect();
+        Ok(OrtGraph(Arc::new(OrtModel { input_types, input_names, output_names, pool: SessionPool::new(sessions) })))
+    }
+}
+
+impl Backend for OrtBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Ort
+    }
+
+    fn load_graph(&self, onnx: &[u8]) -> Result<Arc<dyn LoadedGraph>, Error> {
+        Ok(Arc::new(self.load(onnx)?))
+    }
+
+    /// ONNX Runtime keeps one copy of the model per pooled session.
+    fn memory_copies(&self) -> u64 {
+        self.options.sessions_per_model.max(1) as u64
     }
 }
 
 struct OrtModel {
-    inputs: Vec<(String, Option<TensorElementType>)>,
-    input_names: Vec<String>,
-    outputs: Vec<String>,
+    input_types: Vec<Option<TensorElementType>>,
+    input_names: Arc<[String]>,
+    output_names: Arc<[String]>,
     pool: SessionPool,
 }
 
@@ -97,130 +114,98 @@ pub struct OrtGraph(Arc<OrtModel>);
 
 impl LoadedGraph for OrtGraph {
     fn execution(&self) -> Box<dyn Execution> {
-        let inputs = self.0.inputs.iter().map(|_| None).collect();
-        Box::new(OrtExecution { model: self.0.clone(), inputs, input_bytes: vec![0; self.0.inputs.len()], outputs: Vec::new() })
+        let slots = Slots::new(self.0.input_names.clone(), self.0.output_names.clone());
+        Box::new(OrtExecution { model: self.0.clone(), slots })
     }
 }
 
 pub struct OrtExecution {
     model: Arc<OrtModel>,
-    /// Converted to ONNX Runtime values as they arrive: one copy of the guest's bytes.
-    inputs: Vec<Option<DynValue>>,
-    input_bytes: Vec<usize>,
-    outputs: Vec<Tensor>,
+    /// Inputs as ONNX Runtime values, converted as they arrive: one copy of the guest's bytes.
+    slots: Slots<DynValue>,
 }
 
 impl OrtExecution {
-    fn run(&mut self) -> Result<(), BackendError> {
-        let mut values = Vec::with_capacity(self.inputs.len());
-        for ((name, _), value) in self.model.inputs.iter().zip(&self.inputs) {
-            let value = value.as_ref().ok_or_else(|| backend_error(format!("input {name:?} was not set")))?;
-            values.push((name.as_str(), value));
+    /// Converts a guest tensor for input `index`, checking its element type against the model.
+    fn convert(model: &OrtModel, index: usize, tensor: &Tensor) -> Result<DynValue, Error> {
+        if let Some(expected) = model.input_types[index]
+            && expected != element_type(tensor.ty)?
+        {
+            let name = &model.input_names[index];
+            return Err(Error::Invalid(format!("input {name:?} expects {expected:?}, the guest gave {:?}", tensor.ty)));
         }
+        to_ort_value(tensor)
+    }
+
+    fn run(model: &OrtModel, slots: &Slots<DynValue>) -> Result<Vec<Tensor>, Error> {
+        let values = slots.all_inputs()?;
         let deadline = current_deadline();
-        let Some(mut session) = self.model.pool.checkout(deadline) else {
+        let Some(mut session) = model.pool.checkout(deadline) else {
             mark_deadline_exceeded();
-            return Err(backend_error("no ONNX Runtime session became free before the deadline"));
+            return Err(Error::Deadline("no ONNX Runtime session became free before the deadline".into()));
         };
-        let options = RunOptions::new().map_err(backend_error)?;
-        let options = Arc::new(options);
+        let options = Arc::new(RunOptions::new()?);
         let _watch = deadline.map(|deadline| watchdog().watch(deadline, options.clone()));
-        let outputs = session.run_with_options(values, &*options).map_err(|e| {
+        let outputs = session.run_with_options(values, &*options).inspect_err(|_| {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 mark_deadline_exceeded();
             }
-            backend_error(e)
         })?;
-        self.outputs = self
-            .model
-            .outputs
-            .iter()
-            .map(|name| from_ort_value(&outputs[name.as_str()]))
-            .collect::<Result<_, _>>()?;
-        Ok(())
+        model.output_names.iter().map(|name| from_ort_value(&outputs[name.as_str()])).collect()
     }
 }
 
 impl Execution for OrtExecution {
     fn held_bytes(&self) -> usize {
-        self.input_bytes.iter().sum::<usize>() + self.outputs.iter().map(|t| t.data.len()).sum::<usize>()
+        self.slots.held_bytes()
     }
 }
 
 impl BackendExecutionContext for OrtExecution {
     fn set_input(&mut self, id: Id, tensor: &Tensor) -> Result<(), BackendError> {
-        check_tensor(tensor)?;
-        let index = index_of(&self.model.input_names, &id, "input")?;
-        let (name, expected) = &self.model.inputs[index];
-        if let Some(expected) = expected
-            && *expected != element_type(tensor.ty)?
-        {
-            return Err(backend_error(format!("input {name:?} expects {expected:?}, the guest gave {:?}", tensor.ty)));
-        }
-        self.inputs[index] = Some(to_ort_value(tensor)?);
-        self.input_bytes[index] = tensor.data.len();
-        Ok(())
+        let model = &self.model;
+        Ok(self.slots.set(&id, tensor, |index, tensor| Self::convert(model, index, tensor))?)
     }
 
     fn get_output(&mut self, id: Id) -> Result<Tensor, BackendError> {
-        let index = index_of(&self.model.outputs, &id, "output")?;
-        self.outputs
-            .get(index)
-            .cloned()
-            .ok_or_else(|| backend_error(format!("no output {id:?}: has compute run?")))
+        Ok(self.slots.output(&id)?)
     }
 
     fn compute(&mut self, inputs: Option<Vec<NamedTensor>>) -> Result<Option<Vec<NamedTensor>>, BackendError> {
-        let named = inputs.is_some();
-        for input in inputs.into_iter().flatten() {
-            self.set_input(Id::Name(input.name), &input.tensor)?;
-        }
-        self.run()?;
-        Ok(named.then(|| {
-            self.model
-                .outputs
-                .iter()
-                .zip(&self.outputs)
-                .map(|(name, tensor)| NamedTensor { name: name.clone(), tensor: tensor.clone() })
-                .collect()
-        }))
+        let model = &self.model;
+        let convert = |index, tensor: &Tensor| Self::convert(model, index, tensor);
+        Ok(self.slots.compute(inputs, convert, |slots| Self::run(model, slots))?)
     }
 }
 
-fn element_type(ty: TensorType) -> Result<TensorElementType, BackendError> {
+fn element_type(ty: TensorType) -> Result<TensorElementType, Error> {
     Ok(match ty {
         TensorType::Fp32 => TensorElementType::Float32,
         TensorType::Fp64 => TensorElementType::Float64,
         TensorType::I32 => TensorElementType::Int32,
         TensorType::I64 => TensorElementType::Int64,
         TensorType::U8 => TensorElementType::Uint8,
-        other => return Err(BackendError::UnsupportedTensorType(format!("{other:?}"))),
+        other => return Err(Error::UnsupportedType(format!("{other:?}"))),
     })
 }
 
-fn to_ort_value(tensor: &Tensor) -> Result<DynValue, BackendError> {
+fn to_ort_value(tensor: &Tensor) -> Result<DynValue, Error> {
     let shape: Vec<i64> = tensor.dimensions.iter().map(|&d| i64::from(d)).collect();
     let value = match tensor.ty {
-        TensorType::Fp32 => OrtTensor::from_array((shape, bytes_to_vec::<f32>(&tensor.data))).map(|t| t.into_dyn()),
-        TensorType::Fp64 => OrtTensor::from_array((shape, bytes_to_vec::<f64>(&tensor.data))).map(|t| t.into_dyn()),
-        TensorType::I32 => OrtTensor::from_array((shape, bytes_to_vec::<i32>(&tensor.data))).map(|t| t.into_dyn()),
-        TensorType::I64 => OrtTensor::from_array((shape, bytes_to_vec::<i64>(&tensor.data))).map(|t| t.into_dyn()),
-        TensorType::U8 => OrtTensor::from_array((shape, tensor.data.clone())).map(|t| t.into_dyn()),
-        other => return Err(BackendError::UnsupportedTensorType(format!("{other:?}"))),
+        TensorType::Fp32 => OrtTensor::from_array((shape, bytes_to_vec::<f32>(&tensor.data)))?.into_dyn(),
+        TensorType::Fp64 => OrtTensor::from_array((shape, bytes_to_vec::<f64>(&tensor.data)))?.into_dyn(),
+        TensorType::I32 => OrtTensor::from_array((shape, bytes_to_vec::<i32>(&tensor.data)))?.into_dyn(),
+        TensorType::I64 => OrtTensor::from_array((shape, bytes_to_vec::<i64>(&tensor.data)))?.into_dyn(),
+        TensorType::U8 => OrtTensor::from_array((shape, tensor.data.clone()))?.into_dyn(),
+        other => return Err(Error::UnsupportedType(format!("{other:?}"))),
     };
-    value.map_err(backend_error)
+    Ok(value)
 }
 
-fn from_ort_value(value: &DynValue) -> Result<Tensor, BackendError> {
-    fn typed<T: ort::value::PrimitiveTensorElementType + bytemuck::Pod>(
-        value: &DynValue,
-        ty: TensorType,
-    ) -> Result<Tensor, BackendError> {
-        let (shape, data) = value.try_extract_tensor::<T>().map_err(backend_error)?;
-        let dimensions = shape
-            .iter()
-            .map(|&d| u32::try_from(d).map_err(|_| backend_error(format!("output dimension {d} does not fit u32"))))
-            .collect::<Result<_, _>>()?;
+fn from_ort_value(value: &DynValue) -> Result<Tensor, Error> {
+    fn typed<T: ort::value::PrimitiveTensorElementType + bytemuck::Pod>(value: &DynValue, ty: TensorType) -> Result<Tensor, Error> {
+        let (shape, data) = value.try_extract_tensor::<T>()?;
+        let dimensions = dimensions_u32(shape.iter().copied())?;
         Ok(Tensor::new(dimensions, ty, bytemuck::cast_slice(data).to_vec()))
     }
     match value.dtype().tensor_type() {
@@ -229,7 +214,7 @@ fn from_ort_value(value: &DynValue) -> Result<Tensor, BackendError> {
         Some(TensorElementType::Int32) => typed::<i32>(value, TensorType::I32),
         Some(TensorElementType::Int64) => typed::<i64>(value, TensorType::I64),
         Some(TensorElementType::Uint8) => typed::<u8>(value, TensorType::U8),
-        other => Err(BackendError::UnsupportedTensorType(format!("output of type {other:?}"))),
+        other => Err(Error::UnsupportedType(format!("output of type {other:?}"))),
     }
 }
 

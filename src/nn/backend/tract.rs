@@ -7,7 +7,7 @@
 //! time); a run that does start and overruns is answered 504 at the deadline by the gateway
 //! while its thread finishes, holding that app's turn (see `apps`).
 
-use super::{Execution, LoadedGraph, backend_error, bytes_to_vec, check_tensor, index_of};
+use super::{Backend, BackendKind, Error, Execution, LoadedGraph, Slots, bytes_to_vec, check_tensor, dimensions_u32};
 use crate::nn::limits::{current_deadline, mark_deadline_exceeded};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,17 +21,23 @@ use wasmtime_wasi_nn::wit::TensorType;
 pub struct TractBackend;
 
 impl TractBackend {
-    pub fn load_graph(&self, onnx: &[u8]) -> Result<TractGraph, BackendError> {
-        let plan = tract_onnx::onnx()
-            .model_for_read(&mut &onnx[..])
-            .and_then(|model| model.into_optimized())
-            .and_then(|model| model.into_runnable())
-            .map_err(|e| backend_error(format!("tract cannot load the model: {e:#}")))?;
+    pub fn load(&self, onnx: &[u8]) -> Result<TractGraph, Error> {
+        let plan = tract_onnx::onnx().model_for_read(&mut &onnx[..])?.into_optimized()?.into_runnable()?;
         let model = plan.model();
         let names = |outlets: &[OutletId]| outlets.iter().map(|o| model.node(o.node).name.clone()).collect();
-        let inputs = names(model.input_outlets().map_err(backend_error)?);
-        let outputs = names(model.output_outlets().map_err(backend_error)?);
-        Ok(TractGraph(Arc::new(TractModel { plan, inputs, outputs, fastest_run_nanos: AtomicU64::new(NEVER_RUN) })))
+        let input_names = names(model.input_outlets()?);
+        let output_names = names(model.output_outlets()?);
+        Ok(TractGraph(Arc::new(TractModel { plan, input_names, output_names, fastest_run_nanos: AtomicU64::new(NEVER_RUN) })))
+    }
+}
+
+impl Backend for TractBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Tract
+    }
+
+    fn load_graph(&self, onnx: &[u8]) -> Result<Arc<dyn LoadedGraph>, Error> {
+        Ok(Arc::new(self.load(onnx)?))
     }
 }
 
@@ -40,44 +46,24 @@ const NEVER_RUN: u64 = u64::MAX;
 
 struct TractModel {
     plan: Arc<TypedRunnableModel>,
-    inputs: Vec<String>,
-    outputs: Vec<String>,
+    input_names: Arc<[String]>,
+    output_names: Arc<[String]>,
     /// The fastest run so far: a request with less time left cannot finish one.
     fastest_run_nanos: AtomicU64,
 }
 
-#[derive(Clone)]
-pub struct TractGraph(Arc<TractModel>);
-
-impl LoadedGraph for TractGraph {
-    fn execution(&self) -> Box<dyn Execution> {
-        let n = self.0.inputs.len();
-        Box::new(TractExecution { model: self.0.clone(), inputs: vec![None; n], input_bytes: vec![0; n], outputs: Vec::new() })
-    }
-}
-
-pub struct TractExecution {
-    model: Arc<TractModel>,
-    inputs: Vec<Option<TValue>>,
-    input_bytes: Vec<usize>,
-    outputs: Vec<NnTensor>,
-}
-
-impl TractExecution {
+impl TractModel {
     /// Refuses to start a run that cannot finish before the request's deadline.
-    fn check_time_left(&self) -> Result<(), BackendError> {
-        let Some(deadline) = current_deadline() else {
+    fn check_time_left(&self) -> Result<(), Error> {
+        let fastest = self.fastest_run_nanos.load(Ordering::Relaxed);
+        let Some(deadline) = current_deadline().filter(|_| fastest != NEVER_RUN) else {
             return Ok(());
         };
-        let fastest = self.model.fastest_run_nanos.load(Ordering::Relaxed);
-        if fastest == NEVER_RUN {
-            return Ok(());
-        }
         let fastest = Duration::from_nanos(fastest);
         let left = deadline.saturating_duration_since(Instant::now());
         if left < fastest {
             mark_deadline_exceeded();
-            return Err(backend_error(format!(
+            return Err(Error::Deadline(format!(
                 "{} ms left before the deadline; a run of this model takes at least {} ms",
                 left.as_millis(),
                 fastest.as_millis()
@@ -85,65 +71,66 @@ impl TractExecution {
         }
         Ok(())
     }
+
+    fn run(&self, slots: &Slots<TValue>) -> Result<Vec<NnTensor>, Error> {
+        let values: TVec<TValue> = slots.all_inputs()?.into_iter().map(|(_, value)| value.clone()).collect();
+        self.check_time_left()?;
+        let started = Instant::now();
+        let results = self.plan.run(values)?;
+        let took = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.fastest_run_nanos.fetch_min(took, Ordering::Relaxed);
+        if current_deadline().is_some_and(|deadline| Instant::now() >= deadline) {
+            mark_deadline_exceeded();
+        }
+        results.iter().map(from_tract).collect()
+    }
+}
+
+#[derive(Clone)]
+pub struct TractGraph(Arc<TractModel>);
+
+impl LoadedGraph for TractGraph {
+    fn execution(&self) -> Box<dyn Execution> {
+        let slots = Slots::new(self.0.input_names.clone(), self.0.output_names.clone());
+        Box::new(TractExecution { model: self.0.clone(), slots })
+    }
+}
+
+pub struct TractExecution {
+    model: Arc<TractModel>,
+    slots: Slots<TValue>,
+}
+
+fn convert(_index: usize, tensor: &NnTensor) -> Result<TValue, Error> {
+    Ok(to_tract(tensor)?.into_tvalue())
 }
 
 impl Execution for TractExecution {
     fn held_bytes(&self) -> usize {
-        self.input_bytes.iter().sum::<usize>() + self.outputs.iter().map(|t| t.data.len()).sum::<usize>()
+        self.slots.held_bytes()
     }
 }
 
 impl BackendExecutionContext for TractExecution {
     fn set_input(&mut self, id: Id, tensor: &NnTensor) -> Result<(), BackendError> {
-        let index = index_of(&self.model.inputs, &id, "input")?;
-        self.inputs[index] = Some(to_tract(tensor)?.into_tvalue());
-        self.input_bytes[index] = tensor.data.len();
-        Ok(())
+        Ok(self.slots.set(&id, tensor, convert)?)
     }
 
     fn get_output(&mut self, id: Id) -> Result<NnTensor, BackendError> {
-        let index = index_of(&self.model.outputs, &id, "output")?;
-        self.outputs
-            .get(index)
-            .cloned()
-            .ok_or_else(|| backend_error(format!("no output {id:?}: has compute run?")))
+        Ok(self.slots.output(&id)?)
     }
 
     fn compute(&mut self, inputs: Option<Vec<NamedTensor>>) -> Result<Option<Vec<NamedTensor>>, BackendError> {
-        let named = inputs.is_some();
-        for input in inputs.into_iter().flatten() {
-            self.set_input(Id::Name(input.name), &input.tensor)?;
-        }
-        let values = self
-            .inputs
-            .iter()
-            .zip(&self.model.inputs)
-            .map(|(value, name)| value.clone().ok_or_else(|| backend_error(format!("input {name:?} was not set"))))
-            .collect::<Result<TVec<_>, _>>()?;
-        self.check_time_left()?;
-        let started = Instant::now();
-        let results = self.model.plan.run(values).map_err(|e| backend_error(format!("tract: {e:#}")))?;
-        let took = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        self.model.fastest_run_nanos.fetch_min(took, Ordering::Relaxed);
-        if current_deadline().is_some_and(|deadline| Instant::now() >= deadline) {
-            mark_deadline_exceeded();
-        }
-        self.outputs = results.iter().map(|value| from_tract(value)).collect::<Result<_, _>>()?;
-        Ok(named.then(|| {
-            self.model
-                .outputs
-                .iter()
-                .zip(&self.outputs)
-                .map(|(name, tensor)| NamedTensor { name: name.clone(), tensor: tensor.clone() })
-                .collect()
-        }))
+        let model = &self.model;
+        Ok(self.slots.compute(inputs, convert, |slots| model.run(slots))?)
     }
 }
 
-fn to_tract(tensor: &NnTensor) -> Result<Tensor, BackendError> {
+fn to_tract(tensor: &NnTensor) -> Result<Tensor, Error> {
     // One copy of the guest's bytes into a typed vector, moved into the tensor.
-    fn typed<T: Datum + bytemuck::Pod>(shape: Vec<usize>, data: &[u8]) -> Result<Tensor, BackendError> {
-        let array = tract_ndarray::ArrayD::from_shape_vec(shape, bytes_to_vec::<T>(data)).map_err(backend_error)?;
+    fn typed<T: Datum + bytemuck::Pod>(shape: Vec<usize>, data: &[u8]) -> Result<Tensor, Error> {
+        let array = tract_ndarray::ArrayD::from_shape_vec(shape, bytes_to_vec::<T>(data))
+            .map_err(|e| Error::Invalid(format!("tensor shape: {e}")))?;
         Ok(array.into_tensor())
     }
     let shape = check_tensor(tensor)?;
@@ -153,18 +140,14 @@ fn to_tract(tensor: &NnTensor) -> Result<Tensor, BackendError> {
         TensorType::I32 => typed::<i32>(shape, &tensor.data),
         TensorType::I64 => typed::<i64>(shape, &tensor.data),
         TensorType::U8 => typed::<u8>(shape, &tensor.data),
-        other => Err(BackendError::UnsupportedTensorType(format!("{other:?}"))),
+        other => Err(Error::UnsupportedType(format!("{other:?}"))),
     }
 }
 
-fn from_tract(value: &TValue) -> Result<NnTensor, BackendError> {
-    fn typed<T: Datum + bytemuck::Pod>(value: &TValue, ty: TensorType) -> Result<NnTensor, BackendError> {
-        let data = value.try_as_plain_ram().and_then(|plain| plain.as_slice::<T>()).map_err(backend_error)?;
-        let dimensions = value
-            .shape()
-            .iter()
-            .map(|&d| u32::try_from(d).map_err(|_| backend_error(format!("output dimension {d} does not fit u32"))))
-            .collect::<Result<_, _>>()?;
+fn from_tract(value: &TValue) -> Result<NnTensor, Error> {
+    fn typed<T: Datum + bytemuck::Pod>(value: &TValue, ty: TensorType) -> Result<NnTensor, Error> {
+        let data = value.try_as_plain_ram()?.as_slice::<T>()?;
+        let dimensions = dimensions_u32(value.shape().iter().map(|&d| d as i64))?;
         Ok(NnTensor::new(dimensions, ty, bytemuck::cast_slice(data).to_vec()))
     }
     match value.datum_type() {
@@ -173,6 +156,6 @@ fn from_tract(value: &TValue) -> Result<NnTensor, BackendError> {
         DatumType::I32 => typed::<i32>(value, TensorType::I32),
         DatumType::I64 => typed::<i64>(value, TensorType::I64),
         DatumType::U8 => typed::<u8>(value, TensorType::U8),
-        other => Err(BackendError::UnsupportedTensorType(format!("output of type {other:?}"))),
+        other => Err(Error::UnsupportedType(format!("output of type {other:?}"))),
     }
 }

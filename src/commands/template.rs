@@ -9,13 +9,13 @@ const TEMPLATE_NAME: &str = "my-app";
 
 /// (path in the new app, contents) of every template file.
 const FILES: &[(&str, &str)] = &[
-    ("Cargo.toml", include_str!("../guests/template/Cargo.toml")),
-    ("edgenn.toml", include_str!("../guests/template/edgenn.toml")),
-    ("README.md", include_str!("../guests/template/README.md")),
-    ("src/main.rs", include_str!("../guests/template/src/main.rs")),
+    ("Cargo.toml", include_str!("../../guests/template/Cargo.toml")),
+    ("edgenn.toml", include_str!("../../guests/template/edgenn.toml")),
+    ("README.md", include_str!("../../guests/template/README.md")),
+    ("src/main.rs", include_str!("../../guests/template/src/main.rs")),
     // The versions the bundled guests are built and tested with; cargo drops what the new app
     // does not use, and the build needs no registry look-up to resolve.
-    ("Cargo.lock", include_str!("../guests/Cargo.lock")),
+    ("Cargo.lock", include_str!("../../guests/Cargo.lock")),
 ];
 
 /// Where the guest SDK of this checkout is; a new app depends on it by path.

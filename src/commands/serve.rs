@@ -1,0 +1,56 @@
+//! `edgenn serve`: the gateway with its bundled apps, the apps deployed over the admin API and
+//! the demo page.
+
+use super::{EngineArgs, Given};
+use crate::apps::manifest::MANIFEST_FILE;
+use crate::gateway::{AdminConfig, serve};
+use crate::http::admin::UploadLimits;
+use anyhow::bail;
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    engine: EngineArgs,
+    /// App directory (with an edgenn.toml) to deploy at start; repeatable.
+    #[arg(long = "app", env = "EDGENN_APPS", value_delimiter = ',', default_values = ["guests/classify", "guests/predict", "guests/digits"])]
+    app_dirs: Vec<PathBuf>,
+    /// Where apps deployed over the admin API are kept (they come back after a restart).
+    #[arg(long, default_value = ".edgenn/data", env = "EDGENN_DATA_DIR")]
+    data_dir: PathBuf,
+    /// Bearer token for the admin API (/admin/...). Without one the admin API answers 401.
+    #[arg(long, env = "EDGENN_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Largest admin upload (module + bundled models), in MiB.
+    #[arg(long, env = "EDGENN_MAX_UPLOAD_MIB", default_value_t = 512)]
+    max_upload_mib: usize,
+    /// The demo page's directory, served at `/`.
+    #[arg(long, env = "EDGENN_WEB_DEMO", default_value = "web-demo")]
+    web_demo: PathBuf,
+    /// Serve no demo page.
+    #[arg(long, env = "EDGENN_NO_WEB_DEMO", conflicts_with = "web_demo")]
+    no_web_demo: bool,
+}
+
+pub async fn execute(args: ServeArgs, given: &Given<'_>) -> anyhow::Result<()> {
+    let mut config = args.engine.gateway_config(given)?;
+    for dir in &args.app_dirs {
+        if given.explicitly("app_dirs") && !dir.join(MANIFEST_FILE).is_file() {
+            bail!("--app {}: no {MANIFEST_FILE} there", dir.display());
+        }
+    }
+    config.apps.dirs = args.app_dirs.into_iter().filter(|dir| dir.join(MANIFEST_FILE).is_file()).collect();
+    if !args.no_web_demo {
+        let present = args.web_demo.join("index.html").is_file();
+        if given.explicitly("web_demo") && !present {
+            bail!("--web-demo {}: no index.html there", args.web_demo.display());
+        }
+        config.web_demo = present.then_some(args.web_demo);
+    }
+    config.admin = Some(AdminConfig {
+        data_dir: args.data_dir,
+        token: args.admin_token,
+        upload: UploadLimits { max_bytes: args.max_upload_mib << 20, read_timeout: config.http.upload_read_timeout },
+    });
+    serve(config).await
+}

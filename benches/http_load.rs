@@ -56,9 +56,24 @@ fn main() {
     let seconds: u64 = std::env::var("EDGENN_BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
     let gateway = Gateway::shared();
     let loads = [
-        Load { name: "classify (chelsea.jpg, ort)", path: "/v1/classify?k=5", content_type: "image/jpeg", body: test_data("chelsea.jpg") },
-        Load { name: "classify (chelsea.jpg, tract)", path: "/v1/classify?k=5&backend=tract", content_type: "image/jpeg", body: test_data("chelsea.jpg") },
-        Load { name: "predict (GET, completion)", path: "/v1/predict?text=she%20was%20not%20acq&k=5", content_type: "", body: Vec::new() },
+        Load {
+            name: "classify (chelsea.jpg, ort)",
+            path: "/v1/classify?k=5",
+            content_type: "image/jpeg",
+            body: test_data("chelsea.jpg"),
+        },
+        Load {
+            name: "classify (chelsea.jpg, tract)",
+            path: "/v1/classify?k=5&backend=tract",
+            content_type: "image/jpeg",
+            body: test_data("chelsea.jpg"),
+        },
+        Load {
+            name: "predict (GET, completion)",
+            path: "/v1/predict?text=she%20was%20not%20acq&k=5",
+            content_type: "",
+            body: Vec::new(),
+        },
     ];
     println!("| endpoint | clients | requests | p50 ms | p99 ms | req/s |");
     println!("| --- | --- | --- | --- | --- | --- |");

@@ -7,10 +7,10 @@
 //!
 //! Run: `cargo bench --bench overhead` (after `scripts/setup.sh`).
 
-use edgenn::nn::backend::ort::{OrtBackend, OrtOptions};
-use edgenn::nn::backend::tract::TractBackend;
 use edgenn::metrics::Metrics;
 use edgenn::nn::backend::Backends;
+use edgenn::nn::backend::ort::{OrtBackend, OrtOptions};
+use edgenn::nn::backend::tract::TractBackend;
 use edgenn::nn::{ModelAccess, ModelKey, ModelStore};
 use edgenn::runtime::wagi::GuestRequest;
 use edgenn::runtime::{AppPolicy, Runtime, RuntimeConfig};
@@ -75,7 +75,8 @@ fn chelsea_tensor() -> Vec<u8> {
 fn main() {
     let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     let ort_library = repo().join(".edgenn/onnxruntime/libonnxruntime.so.1.31.1");
-    let ort = OrtBackend::new(&ort_library, OrtOptions { sessions_per_model: 1, intra_threads: 1 }).expect("ONNX Runtime");
+    let ort =
+        OrtBackend::new(&ort_library, OrtOptions { sessions_per_model: 1, intra_threads: 1 }).expect("ONNX Runtime");
     let metrics = Arc::new(Metrics::new());
     let mut backends = Backends::default();
     backends.register(ort).register(TractBackend);

@@ -109,26 +109,34 @@ impl Gateway {
                 inputs: Vec::new(),
                 outputs: Vec::new(),
             };
-            models.register_file(ModelKey::shared(name), manifest, path.clone()).with_context(|| format!("model {name}"))?;
+            models
+                .register_file(ModelKey::shared(name), manifest, path.clone())
+                .with_context(|| format!("model {name}"))?;
         }
-        let runtime = Runtime::new(config.runtime.clone(), models, metrics).map_err(|e| anyhow::anyhow!("cannot start wasmtime: {e:#}"))?;
+        let runtime = Runtime::new(config.runtime.clone(), models, metrics)
+            .map_err(|e| anyhow::anyhow!("cannot start wasmtime: {e:#}"))?;
         let apps = Arc::new(Apps::new(Arc::new(runtime)));
         for dir in &config.apps.dirs {
-            apps.deploy_dir(dir).map_err(|e| anyhow::anyhow!("deploying the app in {}: {}", dir.display(), describe(&e)))?;
+            apps.deploy_dir(dir)
+                .map_err(|e| anyhow::anyhow!("deploying the app in {}: {}", dir.display(), describe(&e)))?;
         }
         for (manifest, dir) in &config.apps.manifests {
             let name = manifest.name.clone();
-            apps.deploy_manifest(manifest.clone(), dir).map_err(|e| anyhow::anyhow!("deploying app {name}: {}", describe(&e)))?;
+            apps.deploy_manifest(manifest.clone(), dir)
+                .map_err(|e| anyhow::anyhow!("deploying app {name}: {}", describe(&e)))?;
         }
         let admin = match &config.admin {
             Some(admin) => {
-                let store = AppStore::open(&admin.data_dir).with_context(|| format!("opening {}", admin.data_dir.display()))?;
+                let store =
+                    AppStore::open(&admin.data_dir).with_context(|| format!("opening {}", admin.data_dir.display()))?;
                 // Apps deployed over HTTP come back; one that no longer validates is logged,
                 // not fatal, so the others still serve.
                 for (name, version) in store.current_versions()? {
                     match apps.deploy_stored(&version, &name) {
                         Ok(app) => tracing::info!(app = %app.manifest.name, "restored deployed app"),
-                        Err(error) => tracing::error!(dir = %version.display(), error = %describe(&error), "cannot restore app"),
+                        Err(error) => {
+                            tracing::error!(dir = %version.display(), error = %describe(&error), "cannot restore app")
+                        }
                     }
                 }
                 Some(Arc::new(Admin::new(admin.token.clone(), store, admin.upload)))

@@ -92,12 +92,25 @@ impl Metrics {
             metrics.inference_duration.clone(),
         );
         registry.register("model_cache_hits", "Graph lookups served from the model cache", metrics.cache_hits.clone());
-        registry.register("model_cache_misses", "Graph lookups that had to load the model", metrics.cache_misses.clone());
+        registry.register(
+            "model_cache_misses",
+            "Graph lookups that had to load the model",
+            metrics.cache_misses.clone(),
+        );
         registry.register("model_loads", "Models loaded onto a backend", metrics.model_loads.clone());
         registry.register("model_load_failures", "Model loads that failed", metrics.model_load_failures.clone());
-        registry.register_with_unit("model_cache", "Memory held by loaded models (estimate)", Unit::Bytes, metrics.cache_bytes.clone());
+        registry.register_with_unit(
+            "model_cache",
+            "Memory held by loaded models (estimate)",
+            Unit::Bytes,
+            metrics.cache_bytes.clone(),
+        );
         registry.register("model_cache_entries", "Loaded (model, backend) graphs", metrics.cache_entries.clone());
-        registry.register("guest_instantiations", "Guest instances created (one per request)", metrics.instantiations.clone());
+        registry.register(
+            "guest_instantiations",
+            "Guest instances created (one per request)",
+            metrics.instantiations.clone(),
+        );
         registry.register("guest_deadline_kills", "Guests stopped at their deadline", metrics.deadline_kills.clone());
         registry.register("guest_memory_kills", "Guests stopped at their memory limit", metrics.memory_kills.clone());
         registry.register("guest_traps", "Guests that trapped or exited without a response", metrics.traps.clone());

@@ -17,7 +17,12 @@ fn scratch() -> PathBuf {
     dir
 }
 
-fn deploy(gateway: &Gateway, name: &str, token: Option<&str>, parts: &[(&str, Option<&str>, &[u8])]) -> (u16, serde_json::Value) {
+fn deploy(
+    gateway: &Gateway,
+    name: &str,
+    token: Option<&str>,
+    parts: &[(&str, Option<&str>, &[u8])],
+) -> (u16, serde_json::Value) {
     let (content_type, body) = multipart_parts(parts);
     let mut request = agent().put(&gateway.url(&format!("/admin/apps/{name}"))).header("content-type", &content_type);
     if let Some(token) = token {
@@ -30,7 +35,8 @@ fn get_json(gateway: &Gateway, path: &str) -> (u16, serde_json::Value) {
     json_of(agent().get(&gateway.url(path)).call())
 }
 
-const ECHO_MANIFEST: &str = "name = \"hello\"\nroutes = [\"/v1/hello\"]\nwasm = \"whatever.wasm\"\n[config]\nversion = \"one\"\n";
+const ECHO_MANIFEST: &str =
+    "name = \"hello\"\nroutes = [\"/v1/hello\"]\nwasm = \"whatever.wasm\"\n[config]\nversion = \"one\"\n";
 
 #[test]
 fn deploy_replace_refuse_restart_delete() {
@@ -57,13 +63,24 @@ fn deploy_replace_refuse_restart_delete() {
     // A broken replacement is refused with the reason, and the old version keeps serving.
     let broken_manifest = ECHO_MANIFEST.replace("\"one\"", "\"two\"");
     let garbage = b"\0asm\x01\0\0\0this is not a module".to_vec();
-    let (status, json) = deploy(&gateway, "hello", Some(TOKEN), &[("manifest", None, broken_manifest.as_bytes()), ("wasm", None, &garbage)]);
+    let (status, json) = deploy(
+        &gateway,
+        "hello",
+        Some(TOKEN),
+        &[("manifest", None, broken_manifest.as_bytes()), ("wasm", None, &garbage)],
+    );
     assert_eq!(status, 422, "{json}");
     assert_eq!(json["kind"], "deploy_refused", "{json}");
-    let (status, json) = deploy(&gateway, "hello", Some(TOKEN), &[("manifest", None, b"name = \"hello\"\nbogus = 1\n"), ("wasm", None, &echo)]);
+    let (status, json) = deploy(
+        &gateway,
+        "hello",
+        Some(TOKEN),
+        &[("manifest", None, b"name = \"hello\"\nbogus = 1\n"), ("wasm", None, &echo)],
+    );
     assert_eq!(status, 400, "{json}");
     let undeclared = ECHO_MANIFEST.replace("[config]", "models = [\"no-such-model\"]\n[config]");
-    let (status, json) = deploy(&gateway, "hello", Some(TOKEN), &[("manifest", None, undeclared.as_bytes()), ("wasm", None, &echo)]);
+    let (status, json) =
+        deploy(&gateway, "hello", Some(TOKEN), &[("manifest", None, undeclared.as_bytes()), ("wasm", None, &echo)]);
     assert_eq!(status, 422, "{json}");
     let (status, json) = get_json(&gateway, "/v1/hello");
     assert_eq!((status, json["env"]["EDGENN_CONFIG_VERSION"].as_str()), (200, Some("one")));
@@ -76,7 +93,11 @@ fn deploy_replace_refuse_restart_delete() {
         &gateway,
         "hello",
         Some(TOKEN),
-        &[("manifest", None, tensor_app.as_bytes()), ("wasm", None, &nn_tensor), ("file", Some("model/tiny.onnx"), &model)],
+        &[
+            ("manifest", None, tensor_app.as_bytes()),
+            ("wasm", None, &nn_tensor),
+            ("file", Some("model/tiny.onnx"), &model),
+        ],
     );
     assert_eq!(status, 200, "{json}");
     let tokens: Vec<u8> = [5i32; 32].iter().flat_map(|v| v.to_le_bytes()).collect();
@@ -103,12 +124,21 @@ fn deploy_replace_refuse_restart_delete() {
     assert_eq!(status, 200, "after restart: {json}");
     let (status, json) = get_json(&gateway, "/admin/apps/hello");
     assert_eq!(status, 401, "{json}");
-    let (status, json) = json_of(agent().get(&gateway.url("/admin/apps/hello")).header("authorization", &format!("Bearer {TOKEN}")).call());
+    let (status, json) = json_of(
+        agent().get(&gateway.url("/admin/apps/hello")).header("authorization", &format!("Bearer {TOKEN}")).call(),
+    );
     assert_eq!(status, 200, "{json}");
     assert_eq!(json["manifest"]["bundled_models"][0]["name"], "tiny");
 
     // Deleted: gone now and after a restart.
-    let delete = |gateway: &Gateway| json_of(agent().delete(&gateway.url("/admin/apps/hello")).header("authorization", &format!("Bearer {TOKEN}")).call());
+    let delete = |gateway: &Gateway| {
+        json_of(
+            agent()
+                .delete(&gateway.url("/admin/apps/hello"))
+                .header("authorization", &format!("Bearer {TOKEN}"))
+                .call(),
+        )
+    };
     assert_eq!(delete(&gateway).0, 200);
     assert_eq!(delete(&gateway).0, 404);
     assert_eq!(call_tiny(&gateway).0, 404);

@@ -34,11 +34,14 @@ fn bad_images_are_refused() {
 #[test]
 fn k_out_of_range_and_unknown_model_or_backend() {
     let jpeg = test_data("chelsea.jpg");
-    for (query, expected) in [("k=0", 400), ("k=101", 400), ("k=abc", 400), ("backend=cuda", 404), ("model=nope", 404)] {
+    for (query, expected) in [("k=0", 400), ("k=101", 400), ("k=abc", 400), ("backend=cuda", 404), ("model=nope", 404)]
+    {
         let (status, json) = post(&format!("/v1/classify?{query}"), "image/jpeg", &jpeg);
         assert_client_error(status, &json, expected);
     }
-    for (query, expected) in [("text=hello&k=0", 400), ("text=hello&k=51", 400), ("k=3", 400), ("text=", 400), ("text=hi&backend=nope", 404)] {
+    for (query, expected) in
+        [("text=hello&k=0", 400), ("text=hello&k=51", 400), ("k=3", 400), ("text=", 400), ("text=hi&backend=nope", 404)]
+    {
         let (status, json) = get(&format!("/v1/predict?{query}"));
         assert_client_error(status, &json, expected);
     }
@@ -52,7 +55,9 @@ fn raw_post(path: &str, headers: &str, body: Vec<u8>) -> (u16, serde_json::Value
     let address = Gateway::shared().base.trim_start_matches("http://").to_string();
     let mut stream = std::net::TcpStream::connect(&address).unwrap();
     stream.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
-    let head = format!("POST {path} HTTP/1.1\r\nhost: {address}\r\ncontent-type: image/jpeg\r\nconnection: close\r\n{headers}\r\n");
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: {address}\r\ncontent-type: image/jpeg\r\nconnection: close\r\n{headers}\r\n"
+    );
     stream.write_all(head.as_bytes()).unwrap();
     let mut writer = stream.try_clone().unwrap();
     let upload = std::thread::spawn(move || {

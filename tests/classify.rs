@@ -93,11 +93,17 @@ fn ort_and_tract_agree() {
         assert_eq!(tract["backend"], "tract");
         assert_eq!(ort["predictions"][0]["index"], tract["predictions"][0]["index"], "{photo}");
         let by_index = |json: &Value, index: &Value| {
-            json["predictions"].as_array().unwrap().iter().find(|p| &p["index"] == index).map(|p| p["probability"].as_f64().unwrap())
+            json["predictions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| &p["index"] == index)
+                .map(|p| p["probability"].as_f64().unwrap())
         };
         for p in ort["predictions"].as_array().unwrap().iter().take(5) {
             let a = p["probability"].as_f64().unwrap();
-            let b = by_index(&tract, &p["index"]).unwrap_or_else(|| panic!("{photo}: class {} missing on tract", p["index"]));
+            let b = by_index(&tract, &p["index"])
+                .unwrap_or_else(|| panic!("{photo}: class {} missing on tract", p["index"]));
             assert!((a - b).abs() < 1e-3, "{photo}: class {} ort {a} tract {b}", p["index"]);
         }
     }

@@ -109,7 +109,8 @@ fn template_app_lifecycle_over_http() {
     gateway.kill();
     let gateway = Gateway::start(&[], &["--no-warm-up", "--admin-token", "cli-token", "--data-dir", data_arg]);
     serves(&gateway);
-    let deleted = agent().delete(&gateway.url("/admin/apps/word-echo")).header("authorization", "Bearer cli-token").call();
+    let deleted =
+        agent().delete(&gateway.url("/admin/apps/word-echo")).header("authorization", "Bearer cli-token").call();
     assert_eq!(json_of(deleted).0, 200);
     assert_eq!(json_of(agent().get(&gateway.url("/v1/word-echo?input=1")).call()).0, 404);
     let _ = std::fs::remove_dir_all(&app);

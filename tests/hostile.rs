@@ -27,7 +27,8 @@ fn app_dir(name: &str, program: &str, extra: &str, files: &[(&str, &[u8])]) -> P
         std::fs::write(path, bytes).unwrap();
     }
     let wasm = guest_wasm(program);
-    std::fs::write(dir.join("edgenn.toml"), format!("name = \"{name}\"\nwasm = \"{}\"\n{extra}\n", wasm.display())).unwrap();
+    std::fs::write(dir.join("edgenn.toml"), format!("name = \"{name}\"\nwasm = \"{}\"\n{extra}\n", wasm.display()))
+        .unwrap();
     dir
 }
 
@@ -86,7 +87,11 @@ fn echo_ok() {
 fn metric(name: &str) -> f64 {
     let mut response = agent().get(&gateway().url("/metrics")).call().unwrap();
     let text = response.body_mut().read_to_string().unwrap();
-    text.lines().find(|l| l.starts_with(name)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
 }
 
 fn f32_body(values: usize) -> Vec<u8> {
@@ -133,7 +138,10 @@ fn a_guest_sleeping_in_the_host_is_stopped_at_its_deadline() {
     let started = Instant::now();
     let (status, json) = call("GET", "/apps/sleepy?ms=8000", b"");
     let elapsed = started.elapsed();
-    assert!(elapsed < Duration::from_secs(4), "answered after {elapsed:?}; the guest asked for 8 s, its deadline is 0.5 s");
+    assert!(
+        elapsed < Duration::from_secs(4),
+        "answered after {elapsed:?}; the guest asked for 8 s, its deadline is 0.5 s"
+    );
     assert_eq!(status, 504, "{json}");
     assert_eq!(json["kind"], "deadline_exceeded", "{json}");
     // A short sleep within the deadline is served.
@@ -149,7 +157,10 @@ fn a_long_onnx_runtime_inference_is_terminated_at_the_deadline() {
         let started = Instant::now();
         let (status, json) = call("POST", "/apps/slow-ort?model=slow&shape=512,1024&type=f32", &body);
         let elapsed = started.elapsed();
-        assert!(elapsed < Duration::from_secs(4), "answered after {elapsed:?}; deadline 0.5 s, the full run takes far longer");
+        assert!(
+            elapsed < Duration::from_secs(4),
+            "answered after {elapsed:?}; deadline 0.5 s, the full run takes far longer"
+        );
         assert_eq!(status, 504, "{json}");
         assert_eq!(json["kind"], "deadline_exceeded", "{json}");
     }
@@ -239,7 +250,10 @@ fn an_upload_cannot_overwrite_its_manifest_or_take_another_apps_name() {
     let manifest = b"name = \"tenant-a\"\nwasm = \"x.wasm\"\n";
     let takeover = b"name = \"echo\"\nroutes = [\"/v1/stolen\"]\nwasm = \"/etc/passwd\"\n";
     for file_name in ["./edgenn.toml", "edgenn.toml", "./app.wasm", "sub/../edgenn.toml"] {
-        let (status, json) = upload("tenant-a", &[("manifest", None, manifest), ("wasm", None, &echo), ("file", Some(file_name), takeover)]);
+        let (status, json) = upload(
+            "tenant-a",
+            &[("manifest", None, manifest), ("wasm", None, &echo), ("file", Some(file_name), takeover)],
+        );
         assert_eq!(status, 400, "{file_name}: {json}");
     }
     let (status, json) = upload("tenant-a", &[("manifest", None, takeover), ("wasm", None, &echo)]);
@@ -259,11 +273,19 @@ fn a_tampered_stored_app_is_not_restored() {
     let version = data.join("apps/innocent/v1-1-0");
     std::fs::create_dir_all(&version).unwrap();
     std::fs::copy(guest_wasm("echo"), version.join("app.wasm")).unwrap();
-    std::fs::write(version.join("edgenn.toml"), "name = \"echo-clone\"\nroutes = [\"/v1/clone\"]\nwasm = \"app.wasm\"\n").unwrap();
+    std::fs::write(
+        version.join("edgenn.toml"),
+        "name = \"echo-clone\"\nroutes = [\"/v1/clone\"]\nwasm = \"app.wasm\"\n",
+    )
+    .unwrap();
     std::os::unix::fs::symlink("v1-1-0", data.join("apps/innocent/current")).unwrap();
     let other = data.join("apps/pointer/v1-1-0");
     std::fs::create_dir_all(&other).unwrap();
-    std::fs::write(other.join("edgenn.toml"), format!("name = \"pointer\"\nwasm = \"{}\"\n", guest_wasm("echo").display())).unwrap();
+    std::fs::write(
+        other.join("edgenn.toml"),
+        format!("name = \"pointer\"\nwasm = \"{}\"\n", guest_wasm("echo").display()),
+    )
+    .unwrap();
     std::os::unix::fs::symlink("v1-1-0", data.join("apps/pointer/current")).unwrap();
     let gateway = Gateway::start(&[], &["--no-warm-up", "--data-dir", data.to_str().unwrap()]);
     for path in ["/v1/clone", "/apps/echo-clone", "/apps/innocent", "/apps/pointer"] {
@@ -288,9 +310,8 @@ fn a_stalled_body_is_answered_408_and_holds_only_its_apps_turns() {
     let head = "POST /apps/stall HTTP/1.1\r\nhost: x\r\ncontent-type: application/octet-stream\r\ncontent-length: 1000000\r\nconnection: close\r\n\r\n";
     // Three stalled uploads to an app with two turns: the third waits or is refused, the
     // first two time out with 408; other apps are served meanwhile.
-    let stalled: Vec<_> = (0..3)
-        .map(|_| std::thread::spawn(move || raw_exchange(head, b"partial", Duration::from_secs(30)).0))
-        .collect();
+    let stalled: Vec<_> =
+        (0..3).map(|_| std::thread::spawn(move || raw_exchange(head, b"partial", Duration::from_secs(30)).0)).collect();
     std::thread::sleep(Duration::from_millis(300));
     echo_ok();
     let answers: Vec<String> = stalled.into_iter().map(|t| t.join().unwrap()).collect();
@@ -305,7 +326,15 @@ fn requests_beyond_the_limit_in_flight_are_shed_with_503() {
     let data = scratch_root().join("shed-data");
     let gateway = Gateway::start(
         &[Path::new("guests/predict")],
-        &["--no-warm-up", "--data-dir", data.to_str().unwrap(), "--max-requests-in-flight", "3", "--body-timeout-secs", "5"],
+        &[
+            "--no-warm-up",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--max-requests-in-flight",
+            "3",
+            "--body-timeout-secs",
+            "5",
+        ],
     );
     let address = gateway.base.trim_start_matches("http://").to_string();
     let head = "POST /apps/predict HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n";
@@ -345,9 +374,14 @@ fn a_stalled_admin_upload_does_not_block_other_deploys() {
     std::thread::sleep(Duration::from_millis(300));
     let echo = std::fs::read(guest_wasm("echo")).unwrap();
     let started = Instant::now();
-    let (status, json) = upload("unblocked", &[("manifest", None, b"name = \"unblocked\"\nwasm = \"x.wasm\"\n"), ("wasm", None, &echo)]);
+    let (status, json) =
+        upload("unblocked", &[("manifest", None, b"name = \"unblocked\"\nwasm = \"x.wasm\"\n"), ("wasm", None, &echo)]);
     assert_eq!(status, 201, "{json}");
-    assert!(started.elapsed() < Duration::from_secs(10), "the deploy waited {:?} for a stalled upload", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the deploy waited {:?} for a stalled upload",
+        started.elapsed()
+    );
     assert_eq!(call("DELETE", "/admin/apps/unblocked", b"").0, 200);
     drop(stalled);
 }
@@ -377,7 +411,11 @@ fn long_paths_are_refused_and_cheap() {
     // Over a raw connection: HTTP clients refuse to send such a URI at all.
     // Under hyper's own bound (64 KiB, answered 414 without a body), over the gateway's.
     let long = "/a".repeat(8 * 1024);
-    let (answer, _) = raw_exchange(&format!("GET {long} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"), b"", Duration::from_secs(10));
+    let (answer, _) = raw_exchange(
+        &format!("GET {long} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"),
+        b"",
+        Duration::from_secs(10),
+    );
     assert!(answer.starts_with("HTTP/1.1 414"), "{answer}");
     assert!(answer.contains("\"uri_too_long\""), "{answer}");
     let below_limit = "/a".repeat(4000);
@@ -420,7 +458,8 @@ fn admin_errors_are_json_with_the_right_status() {
     let echo = std::fs::read(guest_wasm("echo")).unwrap();
     let manifest = b"name = \"big\"\nwasm = \"x.wasm\"\n[[bundled_models]]\nname = \"m\"\nfile = \"m.onnx\"\nbackend = \"tract\"\n";
     let big = vec![0u8; 5 << 20];
-    let (content_type, body) = multipart_parts(&[("manifest", None, manifest), ("wasm", None, &echo), ("file", Some("m.onnx"), &big)]);
+    let (content_type, body) =
+        multipart_parts(&[("manifest", None, manifest), ("wasm", None, &echo), ("file", Some("m.onnx"), &big)]);
     // Sent from another thread while the answer is read: the gateway answers before it has
     // read all of an upload over its limit.
     let head = format!(

@@ -5,7 +5,12 @@ use common::*;
 use serde_json::{Value, json};
 
 fn words(json: &Value) -> Vec<String> {
-    json["suggestions"].as_array().expect("suggestions").iter().map(|s| s["word"].as_str().unwrap().to_string()).collect()
+    json["suggestions"]
+        .as_array()
+        .expect("suggestions")
+        .iter()
+        .map(|s| s["word"].as_str().unwrap().to_string())
+        .collect()
 }
 
 fn assert_ranked(json: &Value) {

@@ -11,29 +11,31 @@ fn app_dir(root: &Path, name: &str, program: &str, extra: &str) -> PathBuf {
     let dir = root.join(name);
     std::fs::create_dir_all(&dir).unwrap();
     let wasm = guest_wasm(program);
-    std::fs::write(
-        dir.join("edgenn.toml"),
-        format!("name = \"{name}\"\nwasm = \"{}\"\n{extra}\n", wasm.display()),
-    )
-    .unwrap();
+    std::fs::write(dir.join("edgenn.toml"), format!("name = \"{name}\"\nwasm = \"{}\"\n{extra}\n", wasm.display()))
+        .unwrap();
     dir
 }
 
 fn gateway() -> &'static Gateway {
     static GATEWAY: OnceLock<Gateway> = OnceLock::new();
     GATEWAY.get_or_init(|| {
-            // Cargo's scratch directory for integration tests, inside target/.
-            let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("sandbox-apps-{}", std::process::id()));
-            let apps = [
-                app_dir(&root, "echo", "echo", "routes = [\"/v1/echo\"]\n[config]\ngreeting = \"hello\"\nmax-words = \"3\""),
-                app_dir(&root, "spin", "spin-forever", "[limits]\ndeadline_ms = 200"),
-                app_dir(&root, "hog", "alloc-too-much", "[limits]\nmemory_mib = 32"),
-                app_dir(&root, "tensor-wordlm-only", "nn-tensor", "models = [\"wordlm\"]"),
-                app_dir(&root, "tensor-any", "nn-tensor", "models = [\"wordlm\", \"efficientnet-lite0\"]"),
-            ];
-            let dirs: Vec<&Path> = apps.iter().map(PathBuf::as_path).collect();
-            Gateway::start(&dirs, &["--no-warm-up"])
-        })
+        // Cargo's scratch directory for integration tests, inside target/.
+        let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("sandbox-apps-{}", std::process::id()));
+        let apps = [
+            app_dir(
+                &root,
+                "echo",
+                "echo",
+                "routes = [\"/v1/echo\"]\n[config]\ngreeting = \"hello\"\nmax-words = \"3\"",
+            ),
+            app_dir(&root, "spin", "spin-forever", "[limits]\ndeadline_ms = 200"),
+            app_dir(&root, "hog", "alloc-too-much", "[limits]\nmemory_mib = 32"),
+            app_dir(&root, "tensor-wordlm-only", "nn-tensor", "models = [\"wordlm\"]"),
+            app_dir(&root, "tensor-any", "nn-tensor", "models = [\"wordlm\", \"efficientnet-lite0\"]"),
+        ];
+        let dirs: Vec<&Path> = apps.iter().map(PathBuf::as_path).collect();
+        Gateway::start(&dirs, &["--no-warm-up"])
+    })
 }
 
 fn call(method: &str, path: &str, body: &[u8]) -> (u16, serde_json::Value) {
@@ -41,7 +43,11 @@ fn call(method: &str, path: &str, body: &[u8]) -> (u16, serde_json::Value) {
     let agent = agent();
     let response = match method {
         "GET" => agent.get(&url).header("x-test-header", "yes").call(),
-        _ => agent.post(&url).header("x-test-header", "yes").header("content-type", "application/octet-stream").send(body),
+        _ => agent
+            .post(&url)
+            .header("x-test-header", "yes")
+            .header("content-type", "application/octet-stream")
+            .send(body),
     };
     json_of(response)
 }
@@ -65,7 +71,8 @@ fn the_guest_sees_a_cgi_request() {
 
 #[test]
 fn no_state_carries_between_requests() {
-    let counts: Vec<u64> = (0..3).map(|_| call("GET", "/apps/echo", b"").1["request_count"].as_u64().unwrap()).collect();
+    let counts: Vec<u64> =
+        (0..3).map(|_| call("GET", "/apps/echo", b"").1["request_count"].as_u64().unwrap()).collect();
     assert_eq!(counts, vec![1, 1, 1], "a static counter in the guest must start fresh every time");
 }
 
@@ -96,7 +103,8 @@ fn undeclared_and_unknown_models_fail_like_a_wasi_nn_error_not_a_trap() {
     // Exists but not declared by this app: the same refusal as an unknown model.
     let (status, json) = call("POST", "/apps/tensor-wordlm-only?model=efficientnet-lite0&shape=1,32&type=i32", &tensor);
     assert_eq!(status, 404, "{json}");
-    let (status_unknown, json_unknown) = call("POST", "/apps/tensor-any?model=no-such-model&shape=1,32&type=i32", &tensor);
+    let (status_unknown, json_unknown) =
+        call("POST", "/apps/tensor-any?model=no-such-model&shape=1,32&type=i32", &tensor);
     assert_eq!(status_unknown, 404, "{json_unknown}");
     assert_eq!(json["wasi_nn_error"], json_unknown["wasi_nn_error"]);
     // A guest that feeds a model garbage gets a wasi-nn runtime error, not a host crash.

@@ -190,7 +190,10 @@ impl AppManifest {
         }
         let mut config_bytes = 0;
         for (key, value) in &self.config {
-            if key.is_empty() || key.len() > MAX_CONFIG_KEY_BYTES || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+            if key.is_empty()
+                || key.len() > MAX_CONFIG_KEY_BYTES
+                || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            {
                 return Err(format!("config key {key:?} must be 1-{MAX_CONFIG_KEY_BYTES} letters, digits, '_' or '-'"));
             }
             if value.contains('\0') {
@@ -269,7 +272,10 @@ mod tests {
             ("backend = \"ort\"", "\"bad key\" = \"x\""),
             ("wasm = ", "unknown = 1\nwasm = "),
             ("[limits]", "[[bundled_models]]\nname = \"x\"\nfile = \"../x.onnx\"\nbackend = \"tract\"\n[limits]"),
-            ("[limits]", "[[bundled_models]]\nname = \"efficientnet-lite0\"\nfile = \"x.onnx\"\nbackend = \"tract\"\n[limits]"),
+            (
+                "[limits]",
+                "[[bundled_models]]\nname = \"efficientnet-lite0\"\nfile = \"x.onnx\"\nbackend = \"tract\"\n[limits]",
+            ),
         ] {
             let text = EXAMPLE.replace(from, to);
             assert!(AppManifest::parse(&text).is_err(), "accepted {to:?}");

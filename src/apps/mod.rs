@@ -13,11 +13,11 @@ pub mod manifest;
 pub mod persist;
 
 use crate::nn::manifest::ModelManifest;
-use manifest::{MAX_ROUTE_BYTES, is_at_or_below};
 use crate::nn::{ModelAccess, ModelKey, ModelStore, NnError};
 use crate::runtime::wagi::{GuestRequest, config_variable};
 use crate::runtime::{AppPolicy, GuestModule, GuestRun, Runtime, RuntimeError};
 pub use manifest::{AppManifest, ManifestError};
+use manifest::{MAX_ROUTE_BYTES, is_at_or_below};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::Path;
@@ -200,10 +200,8 @@ impl Apps {
                 return Err(DeployError::UnknownModel { app: manifest.name.clone(), model: model.clone() });
             }
         }
-        let module = self
-            .runtime
-            .compile(wasm)
-            .map_err(|source| DeployError::Module { app: manifest.name.clone(), source })?;
+        let module =
+            self.runtime.compile(wasm).map_err(|source| DeployError::Module { app: manifest.name.clone(), source })?;
         let bundled = self.register_bundled(&manifest, dir)?;
         let config_env: Vec<(String, String)> =
             manifest.config.iter().map(|(k, v)| (config_variable(k), v.clone())).collect();
@@ -232,10 +230,9 @@ impl Apps {
         let name = &app.manifest.name;
         // A route equal to, above or below another app's would take some of its requests.
         for route in &app.manifest.routes {
-            let overlap = table
-                .by_route
-                .iter()
-                .find(|(taken, owner)| *owner != name && (is_at_or_below(route, taken) || is_at_or_below(taken, route)));
+            let overlap = table.by_route.iter().find(|(taken, owner)| {
+                *owner != name && (is_at_or_below(route, taken) || is_at_or_below(taken, route))
+            });
             if let Some((taken, other)) = overlap {
                 return Err(DeployError::RouteTaken {
                     route: route.clone(),
@@ -276,7 +273,8 @@ impl Apps {
                 .and_then(|()| models.graph(&key, None).map(|_| ()));
             registered.push((bundled.name.clone(), key));
             if let Err(source) = loaded {
-                result = Err(DeployError::BundledModel { app: manifest.name.clone(), model: bundled.name.clone(), source });
+                result =
+                    Err(DeployError::BundledModel { app: manifest.name.clone(), model: bundled.name.clone(), source });
                 break;
             }
         }
@@ -326,7 +324,8 @@ impl Apps {
     pub fn route_for(&self, path: &str) -> Option<(Arc<App>, usize)> {
         let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
         let head = &path.as_bytes()[..path.len().min(MAX_ROUTE_BYTES + 1)];
-        let mut ends: Vec<usize> = head.iter().enumerate().filter(|&(i, &b)| b == b'/' && i > 0).map(|(i, _)| i).collect();
+        let mut ends: Vec<usize> =
+            head.iter().enumerate().filter(|&(i, &b)| b == b'/' && i > 0).map(|(i, _)| i).collect();
         if path.len() <= MAX_ROUTE_BYTES {
             ends.push(path.len());
         }
@@ -368,7 +367,10 @@ impl Apps {
             Ok(outcome) => outcome,
             Err(_) => {
                 self.runtime.metrics().deadline_kills.inc();
-                tracing::warn!(elapsed_ms = started.elapsed().as_millis() as u64, "guest still in a host call past its deadline: answered 504");
+                tracing::warn!(
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "guest still in a host call past its deadline: answered 504"
+                );
                 return Err(CallError::Runtime(RuntimeError::DeadlineExceeded(deadline)));
             }
         };

@@ -7,8 +7,8 @@ use std::path::Path;
 
 /// Deploys the app in `dir` to the gateway at `base_url` and returns its answer.
 pub fn deploy(dir: &Path, base_url: &str, token: &str) -> anyhow::Result<serde_json::Value> {
-    let manifest_text =
-        std::fs::read_to_string(dir.join(MANIFEST_FILE)).with_context(|| format!("reading {}", dir.join(MANIFEST_FILE).display()))?;
+    let manifest_text = std::fs::read_to_string(dir.join(MANIFEST_FILE))
+        .with_context(|| format!("reading {}", dir.join(MANIFEST_FILE).display()))?;
     let manifest = AppManifest::parse(&manifest_text).map_err(|e| anyhow::anyhow!("invalid {MANIFEST_FILE}: {e}"))?;
     let wasm_path = dir.join(&manifest.wasm);
     let wasm = std::fs::read(&wasm_path)
@@ -66,7 +66,8 @@ impl Multipart {
     fn part(&mut self, name: &str, filename: Option<&str>, data: &[u8]) {
         let filename = filename.map(|f| format!("; filename=\"{}\"", f.replace('"', "%22"))).unwrap_or_default();
         self.body.extend_from_slice(
-            format!("--{}\r\nContent-Disposition: form-data; name=\"{name}\"{filename}\r\n\r\n", self.boundary).as_bytes(),
+            format!("--{}\r\nContent-Disposition: form-data; name=\"{name}\"{filename}\r\n\r\n", self.boundary)
+                .as_bytes(),
         );
         self.body.extend_from_slice(data);
         self.body.extend_from_slice(b"\r\n");

@@ -35,7 +35,8 @@ fn parse_key_value(text: &str) -> Result<(String, String), String> {
 
 pub async fn execute(args: RunArgs, given: &Given<'_>) -> anyhow::Result<()> {
     let mut config = args.engine.gateway_config(given)?;
-    config.models.files = args.models.iter().map(|(name, path)| (name.clone(), PathBuf::from(path), args.backend)).collect();
+    config.models.files =
+        args.models.iter().map(|(name, path)| (name.clone(), PathBuf::from(path), args.backend)).collect();
     if args.app.is_dir() {
         config.apps.dirs = vec![args.app];
     } else {
@@ -46,10 +47,17 @@ pub async fn execute(args: RunArgs, given: &Given<'_>) -> anyhow::Result<()> {
 }
 
 /// `edgenn run app.wasm`: a manifest made from the command line.
-fn manifest_for_module(wasm: &Path, models: &[(String, String)], config: &[(String, String)]) -> anyhow::Result<AppManifest> {
+fn manifest_for_module(
+    wasm: &Path,
+    models: &[(String, String)],
+    config: &[(String, String)],
+) -> anyhow::Result<AppManifest> {
     let stem = wasm.file_stem().and_then(|s| s.to_str()).unwrap_or("app");
-    let name: String =
-        stem.to_ascii_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' }).collect();
+    let name: String = stem
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' })
+        .collect();
     let manifest = AppManifest {
         name,
         routes: Vec::new(),

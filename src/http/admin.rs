@@ -92,7 +92,9 @@ fn admin_of(state: &HttpState) -> &Arc<Admin> {
 /// The app name of the URL, by the same rule as a manifest's and the store's.
 fn checked_name(name: &str) -> Result<&str, ApiError> {
     app_component(name).map_err(|_| {
-        ApiError::BadRequest(format!("app name {name:?} must be 1-64 characters of a-z, 0-9, '-', '_' or '.', not starting with '.'"))
+        ApiError::BadRequest(format!(
+            "app name {name:?} must be 1-64 characters of a-z, 0-9, '-', '_' or '.', not starting with '.'"
+        ))
     })
 }
 
@@ -100,7 +102,10 @@ async fn list(State(state): State<HttpState>) -> Json<serde_json::Value> {
     Json(json!({ "apps": state.apps.list() }))
 }
 
-async fn inspect(State(state): State<HttpState>, Path(name): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn inspect(
+    State(state): State<HttpState>,
+    Path(name): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let name = checked_name(&name)?;
     let app = state.apps.get(name).ok_or_else(|| ApiError::NotFound(format!("unknown app {name:?}")))?;
     Ok(Json(json!({ "app": app.info(), "manifest": app.manifest })))
@@ -124,7 +129,8 @@ async fn deploy(
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let name = checked_name(&name)?.to_string();
-    let multipart = multipart.map_err(|e| ApiError::BadRequest(format!("expected a multipart/form-data upload: {e}")))?;
+    let multipart =
+        multipart.map_err(|e| ApiError::BadRequest(format!("expected a multipart/form-data upload: {e}")))?;
     let admin = admin_of(&state).clone();
     let staged = Staged(admin.store.stage()?);
     let timeout = admin.upload.read_timeout;
@@ -190,7 +196,8 @@ fn bundled_file_path(file_name: &str) -> Option<PathBuf> {
 /// Streams one file part to `target`, creating its directories.
 async fn write_part(field: &mut Field<'_>, target: &std::path::Path, max_bytes: usize) -> Result<(), ApiError> {
     if let Some(parent) = target.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| ApiError::BadRequest(format!("cannot store {}: {e}", target.display())))?;
+        std::fs::create_dir_all(parent)
+            .map_err(|e| ApiError::BadRequest(format!("cannot store {}: {e}", target.display())))?;
     }
     let mut file = std::fs::File::create(target)?;
     while let Some(chunk) = field.chunk().await.map_err(|e| upload_error("cannot read a bundled file", e, max_bytes))? {
@@ -203,12 +210,19 @@ async fn write_part(field: &mut Field<'_>, target: &std::path::Path, max_bytes: 
 /// Writes the multipart upload into `dir` as an app directory: the bundled files as they
 /// arrive, then the module and `edgenn.toml` (with `wasm` naming the stored module) last, so
 /// no part can overwrite what was validated.
-async fn write_upload(name: &str, mut multipart: Multipart, dir: &std::path::Path, max_bytes: usize) -> Result<(), ApiError> {
+async fn write_upload(
+    name: &str,
+    mut multipart: Multipart,
+    dir: &std::path::Path,
+    max_bytes: usize,
+) -> Result<(), ApiError> {
     let bad = |m: String| ApiError::BadRequest(m);
     let mut manifest: Option<AppManifest> = None;
     let mut wasm: Option<bytes::Bytes> = None;
     let mut files: Vec<PathBuf> = Vec::new();
-    while let Some(mut field) = multipart.next_field().await.map_err(|e| upload_error("malformed multipart body", e, max_bytes))? {
+    while let Some(mut field) =
+        multipart.next_field().await.map_err(|e| upload_error("malformed multipart body", e, max_bytes))?
+    {
         let field_name = field.name().unwrap_or_default().to_string();
         match field_name.as_str() {
             "manifest" => {
@@ -263,7 +277,18 @@ mod tests {
     fn bundled_file_names_are_normalised_and_reserved_names_refused() {
         assert_eq!(bundled_file_path("model/x.onnx"), Some(PathBuf::from("model/x.onnx")));
         assert_eq!(bundled_file_path("./model//x.onnx"), Some(PathBuf::from("model/x.onnx")));
-        for hostile in ["./edgenn.toml", "edgenn.toml", "./app.wasm", "a/../edgenn.toml", "/etc/passwd", "../x", "", ".", ".hidden", "m/.x"] {
+        for hostile in [
+            "./edgenn.toml",
+            "edgenn.toml",
+            "./app.wasm",
+            "a/../edgenn.toml",
+            "/etc/passwd",
+            "../x",
+            "",
+            ".",
+            ".hidden",
+            "m/.x",
+        ] {
             assert_eq!(bundled_file_path(hostile), None, "{hostile:?}");
         }
     }

@@ -91,7 +91,10 @@ impl ApiError {
                 RuntimeError::MemoryLimit(_) => "memory_limit",
                 RuntimeError::Response(_) | RuntimeError::OutputTooLarge(_) => "bad_guest_response",
                 RuntimeError::Trap(_) | RuntimeError::Exit(_) => "guest_failed",
-                RuntimeError::Instantiate(_) | RuntimeError::Compile(_) | RuntimeError::Link(_) | RuntimeError::NoStart => "internal",
+                RuntimeError::Instantiate(_)
+                | RuntimeError::Compile(_)
+                | RuntimeError::Link(_)
+                | RuntimeError::NoStart => "internal",
             },
         }
     }

@@ -11,17 +11,17 @@ pub mod error;
 pub mod serve;
 
 use crate::apps::{App, Apps};
+use crate::metrics::RequestLabels;
 use crate::runtime::wagi::GuestRequest;
 use axum::Json;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
-use axum::middleware::{self, Next};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 pub use error::ApiError;
-use crate::metrics::RequestLabels;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -83,8 +83,16 @@ struct Gate {
     max_uri_bytes: usize,
 }
 
-pub fn router(apps: Arc<Apps>, web_demo: Option<PathBuf>, admin: Option<Arc<admin::Admin>>, limits: HttpLimits) -> Router {
-    let gate = Arc::new(Gate { in_flight: Arc::new(Semaphore::new(limits.max_requests_in_flight)), max_uri_bytes: limits.max_uri_bytes });
+pub fn router(
+    apps: Arc<Apps>,
+    web_demo: Option<PathBuf>,
+    admin: Option<Arc<admin::Admin>>,
+    limits: HttpLimits,
+) -> Router {
+    let gate = Arc::new(Gate {
+        in_flight: Arc::new(Semaphore::new(limits.max_requests_in_flight)),
+        max_uri_bytes: limits.max_uri_bytes,
+    });
     let router = match web_demo {
         // The demo page at `/`, its assets at `/demo/*`; no build step.
         Some(dir) => Router::new()
@@ -139,7 +147,11 @@ async fn list_apps(State(state): State<HttpState>) -> Json<serde_json::Value> {
     Json(serde_json::json!({ "apps": state.apps.list() }))
 }
 
-async fn app_root(State(state): State<HttpState>, Path(name): Path<String>, request: Request) -> Result<Response, ApiError> {
+async fn app_root(
+    State(state): State<HttpState>,
+    Path(name): Path<String>,
+    request: Request,
+) -> Result<Response, ApiError> {
     by_name(&state, &name, "/".to_string(), request).await
 }
 
@@ -180,7 +192,8 @@ async fn dispatch(
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     let name = app.manifest.name.clone();
-    let response = call_app(state, app, script_name, path_info, request).await.unwrap_or_else(IntoResponse::into_response);
+    let response =
+        call_app(state, app, script_name, path_info, request).await.unwrap_or_else(IntoResponse::into_response);
     let metrics = state.apps.runtime().metrics();
     let labels = RequestLabels { app: name, status: response.status().as_u16() };
     metrics.requests.get_or_create(&labels).inc();
@@ -197,11 +210,8 @@ async fn call_app(
 ) -> Result<Response, ApiError> {
     let limit = app.max_body_bytes();
     let (parts, body) = request.into_parts();
-    let declared = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared =
+        parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(ApiError::PayloadTooLarge(limit));
     }
@@ -242,11 +252,8 @@ async fn call_app(
             headers.append(name, value);
         }
     }
-    let timing = format!(
-        "sandbox;dur={:.3}, app;dur={:.3}",
-        run.setup.as_secs_f64() * 1e3,
-        run.total.as_secs_f64() * 1e3
-    );
+    let timing =
+        format!("sandbox;dur={:.3}, app;dur={:.3}", run.setup.as_secs_f64() * 1e3, run.total.as_secs_f64() * 1e3);
     if let Ok(value) = HeaderValue::from_str(&timing) {
         headers.insert(HeaderName::from_static("server-timing"), value);
     }

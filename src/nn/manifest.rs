@@ -45,12 +45,16 @@ pub enum ManifestError {
 
 /// Reads the TOML manifest at `path` and checks it with `parse`.
 pub fn read_manifest<T>(path: &Path, parse: impl FnOnce(&str) -> Result<T, String>) -> Result<T, ManifestError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read { path: path.to_path_buf(), source })?;
+    let text =
+        std::fs::read_to_string(path).map_err(|source| ManifestError::Read { path: path.to_path_buf(), source })?;
     parse(&text).map_err(|message| ManifestError::Invalid { path: path.to_path_buf(), message })
 }
 
 /// Deserialises a TOML manifest and checks it with `validate`.
-pub fn parse_manifest<T: DeserializeOwned>(text: &str, validate: impl FnOnce(&T) -> Result<(), String>) -> Result<T, String> {
+pub fn parse_manifest<T: DeserializeOwned>(
+    text: &str,
+    validate: impl FnOnce(&T) -> Result<(), String>,
+) -> Result<T, String> {
     let manifest: T = toml::from_str(text).map_err(|e| e.message().to_string())?;
     validate(&manifest)?;
     Ok(manifest)
@@ -68,10 +72,7 @@ impl ModelManifest {
 
     fn validate(&self) -> Result<(), String> {
         if !is_valid_name(&self.name) {
-            return Err(format!(
-                "model name {:?} must be 1-64 characters of a-z, 0-9, '-', '_' or '.'",
-                self.name
-            ));
+            return Err(format!("model name {:?} must be 1-64 characters of a-z, 0-9, '-', '_' or '.'", self.name));
         }
         if self.file.is_absolute() || self.file.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
             return Err(format!("model file {:?} must be a relative path inside the model directory", self.file));

@@ -124,7 +124,12 @@ impl ModelStore {
         let size_bytes = std::fs::metadata(&onnx_path)
             .map_err(|source| NnError::Unreadable { name: manifest.name.clone(), path: onnx_path.clone(), source })?
             .len();
-        let entry = CatalogEntry { manifest, onnx_path, size_bytes, generation: self.next_generation.fetch_add(1, Ordering::Relaxed) };
+        let entry = CatalogEntry {
+            manifest,
+            onnx_path,
+            size_bytes,
+            generation: self.next_generation.fetch_add(1, Ordering::Relaxed),
+        };
         self.catalog.write().unwrap_or_else(PoisonError::into_inner).insert(key, Arc::new(entry));
         Ok(())
     }

@@ -25,9 +25,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use wasmtime::{Caller, Extern, Linker};
+use wasmtime_wasi_nn::Tensor;
 use wasmtime_wasi_nn::backend::{BackendExecutionContext, Id};
 use wasmtime_wasi_nn::wit::TensorType;
-use wasmtime_wasi_nn::Tensor;
 
 /// Distinct graphs one instance may load.
 pub const MAX_GRAPHS: usize = 16;
@@ -181,7 +181,11 @@ fn log_rate_limited(message: &str) {
         return;
     }
     let suppressed = SUPPRESSED.swap(0, Ordering::Relaxed);
-    tracing::warn!(panic = message, suppressed, "a backend panicked on a guest's input; the guest got a wasi-nn runtime error");
+    tracing::warn!(
+        panic = message,
+        suppressed,
+        "a backend panicked on a guest's input; the guest got a wasi-nn runtime error"
+    );
 }
 
 /// Installs (once) a panic hook that stays quiet for panics caught by [`guarded`].
@@ -266,42 +270,59 @@ pub fn add_to_linker<T: 'static>(linker: &mut Linker<T>, view: fn(&mut T) -> NnV
     install_panic_hook();
     const MODULE: &str = "wasi_ephemeral_nn";
 
-    linker.func_wrap(MODULE, "load", |_: Caller<'_, T>, _: u32, _: u32, _: u32, _: u32, _: u32| -> wasmtime::Result<i32> {
-        // Model bytes never enter the guest: models are loaded by name only.
-        Ok(Errno::UnsupportedOperation as i32)
-    })?;
+    linker.func_wrap(
+        MODULE,
+        "load",
+        |_: Caller<'_, T>, _: u32, _: u32, _: u32, _: u32, _: u32| -> wasmtime::Result<i32> {
+            // Model bytes never enter the guest: models are loaded by name only.
+            Ok(Errno::UnsupportedOperation as i32)
+        },
+    )?;
 
-    linker.func_wrap(MODULE, "load_by_name", move |mut caller: Caller<'_, T>, name_ptr: u32, name_len: u32, graph_out: u32| {
-        call(&mut caller, view, |memory, state| {
-            let name = std::str::from_utf8(guest_slice(memory, name_ptr, name_len)?).map_err(|_| Errno::InvalidArgument)?;
-            let name = name.to_string();
-            let handle = state.nn.load_by_name(&name)?;
-            write_u32(memory, graph_out, handle)?;
-            Ok(())
-        })
-    })?;
+    linker.func_wrap(
+        MODULE,
+        "load_by_name",
+        move |mut caller: Caller<'_, T>, name_ptr: u32, name_len: u32, graph_out: u32| {
+            call(&mut caller, view, |memory, state| {
+                let name = std::str::from_utf8(guest_slice(memory, name_ptr, name_len)?)
+                    .map_err(|_| Errno::InvalidArgument)?;
+                let name = name.to_string();
+                let handle = state.nn.load_by_name(&name)?;
+                write_u32(memory, graph_out, handle)?;
+                Ok(())
+            })
+        },
+    )?;
 
-    linker.func_wrap(MODULE, "init_execution_context", move |mut caller: Caller<'_, T>, graph: u32, context_out: u32| {
-        call(&mut caller, view, |memory, state| {
-            // Checked before the context exists, so a bad pointer leaves nothing behind.
-            guest_slice(memory, context_out, 4)?;
-            let handle = state.nn.init_execution_context(graph)?;
-            write_u32(memory, context_out, handle)?;
-            Ok(())
-        })
-    })?;
+    linker.func_wrap(
+        MODULE,
+        "init_execution_context",
+        move |mut caller: Caller<'_, T>, graph: u32, context_out: u32| {
+            call(&mut caller, view, |memory, state| {
+                // Checked before the context exists, so a bad pointer leaves nothing behind.
+                guest_slice(memory, context_out, 4)?;
+                let handle = state.nn.init_execution_context(graph)?;
+                write_u32(memory, context_out, handle)?;
+                Ok(())
+            })
+        },
+    )?;
 
-    linker.func_wrap(MODULE, "set_input", move |mut caller: Caller<'_, T>, context: u32, index: u32, tensor_ptr: u32| {
-        call(&mut caller, view, |memory, state| {
-            let tensor = read_tensor(memory, tensor_ptr, state.budget)?;
-            state.nn.with_context(state.budget, context, |execution| {
-                execution.set_input(Id::Index(index), &tensor).map_err(|error| {
-                    tracing::debug!(%error, "set_input failed");
-                    Errno::InvalidArgument.into()
+    linker.func_wrap(
+        MODULE,
+        "set_input",
+        move |mut caller: Caller<'_, T>, context: u32, index: u32, tensor_ptr: u32| {
+            call(&mut caller, view, |memory, state| {
+                let tensor = read_tensor(memory, tensor_ptr, state.budget)?;
+                state.nn.with_context(state.budget, context, |execution| {
+                    execution.set_input(Id::Index(index), &tensor).map_err(|error| {
+                        tracing::debug!(%error, "set_input failed");
+                        Errno::InvalidArgument.into()
+                    })
                 })
             })
-        })
-    })?;
+        },
+    )?;
 
     linker.func_wrap(MODULE, "compute", move |mut caller: Caller<'_, T>, context: u32| {
         call(&mut caller, view, |_memory, state| {

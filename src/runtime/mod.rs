@@ -147,17 +147,13 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |state: &mut GuestState| &mut state.wasi)?;
         poll::shadow_poll_oneoff(&mut linker, |state: &GuestState| state.deadline)?;
-        crate::nn::witx::add_to_linker(&mut linker, |state: &mut GuestState| NnView { nn: &mut state.nn, budget: &mut state.budget })?;
+        crate::nn::witx::add_to_linker(&mut linker, |state: &mut GuestState| NnView {
+            nn: &mut state.nn,
+            budget: &mut state.budget,
+        })?;
 
         let ticker = EpochTicker::start(engine.clone(), config.epoch_tick);
-        Ok(Self {
-            engine,
-            linker,
-            models,
-            config,
-            metrics,
-            _ticker: ticker,
-        })
+        Ok(Self { engine, linker, models, config, metrics, _ticker: ticker })
     }
 
     pub fn config(&self) -> &RuntimeConfig {
@@ -181,7 +177,12 @@ impl Runtime {
     }
 
     /// Runs one request in a fresh instance.
-    pub fn run(&self, module: &GuestModule, policy: &AppPolicy, request: GuestRequest) -> Result<GuestRun, RuntimeError> {
+    pub fn run(
+        &self,
+        module: &GuestModule,
+        policy: &AppPolicy,
+        request: GuestRequest,
+    ) -> Result<GuestRun, RuntimeError> {
         let started = Instant::now();
         let stdout = MemoryOutputPipe::new(self.config.max_output_bytes);
         let stderr = MemoryOutputPipe::new(16 << 10);
@@ -213,9 +214,8 @@ impl Runtime {
                 RuntimeError::Instantiate(e.into())
             }
         })?;
-        let start = instance
-            .get_typed_func::<(), ()>(&mut store, "_start")
-            .map_err(|e| RuntimeError::Link(e.into()))?;
+        let start =
+            instance.get_typed_func::<(), ()>(&mut store, "_start").map_err(|e| RuntimeError::Link(e.into()))?;
         let setup = started.elapsed();
         let result = start.call(&mut store, ());
 

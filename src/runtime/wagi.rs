@@ -160,7 +160,8 @@ mod tests {
 
     #[test]
     fn accepts_crlf_and_cgi_style_status() {
-        let response = parse_response(Bytes::from_static(b"Status: 201 Created\r\nContent-Type: text/plain\r\n\r\nok")).unwrap();
+        let response =
+            parse_response(Bytes::from_static(b"Status: 201 Created\r\nContent-Type: text/plain\r\n\r\nok")).unwrap();
         assert_eq!((response.status, &response.body[..]), (201, &b"ok"[..]));
     }
 

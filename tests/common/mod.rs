@@ -116,8 +116,13 @@ fn unique() -> u64 {
 
 /// Runs `edgenn ARGS` to completion: (success, stdout, stderr).
 pub fn edgenn(args: &[&str]) -> (bool, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_edgenn")).current_dir(repo()).args(args).output().expect("edgenn runs");
-    (output.status.success(), String::from_utf8_lossy(&output.stdout).into(), String::from_utf8_lossy(&output.stderr).into())
+    let output =
+        Command::new(env!("CARGO_BIN_EXE_edgenn")).current_dir(repo()).args(args).output().expect("edgenn runs");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into(),
+        String::from_utf8_lossy(&output.stderr).into(),
+    )
 }
 
 pub fn agent() -> ureq::Agent {
@@ -133,7 +138,8 @@ pub fn json_of(response: Result<ureq::http::Response<ureq::Body>, ureq::Error>) 
     let mut response = response.expect("the request completes");
     let status = response.status().as_u16();
     let text = response.body_mut().read_to_string().expect("a text body");
-    let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("status {status}: body is not JSON ({e}): {text:?}"));
+    let json =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("status {status}: body is not JSON ({e}): {text:?}"));
     (status, json)
 }
 
@@ -150,7 +156,9 @@ pub fn get(path: &str) -> (u16, serde_json::Value) {
 pub fn multipart(field: &str, filename: &str, content_type: &str, data: &[u8]) -> (String, Vec<u8>) {
     let boundary = "edgenn-test-boundary-7MA4YWxkTrZu0gW";
     let mut body = Vec::new();
-    body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhello\r\n").as_bytes());
+    body.extend_from_slice(
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhello\r\n").as_bytes(),
+    );
     body.extend_from_slice(
         format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{filename}\"\r\nContent-Type: {content_type}\r\n\r\n")
             .as_bytes(),

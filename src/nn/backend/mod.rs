@@ -197,7 +197,12 @@ impl<I> Slots<I> {
     }
 
     /// Stores the input `id` converted by `convert`.
-    pub fn set(&mut self, id: &Id, tensor: &Tensor, convert: impl FnOnce(usize, &Tensor) -> Result<I, Error>) -> Result<(), Error> {
+    pub fn set(
+        &mut self,
+        id: &Id,
+        tensor: &Tensor,
+        convert: impl FnOnce(usize, &Tensor) -> Result<I, Error>,
+    ) -> Result<(), Error> {
         check_tensor(tensor)?;
         let index = index_of(&self.input_names, id, "input")?;
         self.inputs[index] = Some(convert(index, tensor)?);
@@ -210,7 +215,9 @@ impl<I> Slots<I> {
         self.input_names
             .iter()
             .zip(&self.inputs)
-            .map(|(name, value)| value.as_ref().map(|v| (name.as_str(), v)).ok_or_else(|| invalid(format!("input {name:?} was not set"))))
+            .map(|(name, value)| {
+                value.as_ref().map(|v| (name.as_str(), v)).ok_or_else(|| invalid(format!("input {name:?} was not set")))
+            })
             .collect()
     }
 
@@ -275,7 +282,10 @@ pub(crate) fn check_tensor(tensor: &Tensor) -> Result<Vec<usize>, Error> {
 
 /// A tensor's dimensions as `u32`, as wasi-nn has them.
 pub(crate) fn dimensions_u32(shape: impl IntoIterator<Item = i64>) -> Result<Vec<u32>, Error> {
-    shape.into_iter().map(|d| u32::try_from(d).map_err(|_| invalid(format!("output dimension {d} does not fit u32")))).collect()
+    shape
+        .into_iter()
+        .map(|d| u32::try_from(d).map_err(|_| invalid(format!("output dimension {d} does not fit u32"))))
+        .collect()
 }
 
 /// Copies little-endian tensor bytes into a typed vector (the bytes of a `Vec<u8>` carry no

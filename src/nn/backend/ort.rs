@@ -55,7 +55,8 @@ impl OrtBackend {
     /// Loads the ONNX Runtime shared library. There is one ONNX Runtime environment per
     /// process: call this once and clone the backend.
     pub fn new(library: &Path, options: OrtOptions) -> Result<Self, OrtUnavailable> {
-        let unavailable = |source: Box<dyn std::error::Error + Send + Sync>| OrtUnavailable { path: library.to_path_buf(), source };
+        let unavailable =
+            |source: Box<dyn std::error::Error + Send + Sync>| OrtUnavailable { path: library.to_path_buf(), source };
         let environment = ort::init_from(library)
             .map_err(|e| unavailable(e.into()))?
             .with_name("edgenn")
@@ -203,7 +204,10 @@ fn to_ort_value(tensor: &Tensor) -> Result<DynValue, Error> {
 }
 
 fn from_ort_value(value: &DynValue) -> Result<Tensor, Error> {
-    fn typed<T: ort::value::PrimitiveTensorElementType + bytemuck::Pod>(value: &DynValue, ty: TensorType) -> Result<Tensor, Error> {
+    fn typed<T: ort::value::PrimitiveTensorElementType + bytemuck::Pod>(
+        value: &DynValue,
+        ty: TensorType,
+    ) -> Result<Tensor, Error> {
         let (shape, data) = value.try_extract_tensor::<T>()?;
         let dimensions = dimensions_u32(shape.iter().copied())?;
         Ok(Tensor::new(dimensions, ty, bytemuck::cast_slice(data).to_vec()))

@@ -27,7 +27,12 @@ impl TractBackend {
         let names = |outlets: &[OutletId]| outlets.iter().map(|o| model.node(o.node).name.clone()).collect();
         let input_names = names(model.input_outlets()?);
         let output_names = names(model.output_outlets()?);
-        Ok(TractGraph(Arc::new(TractModel { plan, input_names, output_names, fastest_run_nanos: AtomicU64::new(NEVER_RUN) })))
+        Ok(TractGraph(Arc::new(TractModel {
+            plan,
+            input_names,
+            output_names,
+            fastest_run_nanos: AtomicU64::new(NEVER_RUN),
+        })))
     }
 }
 

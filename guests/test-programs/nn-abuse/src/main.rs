@@ -21,7 +21,13 @@ mod raw {
         pub fn load_by_name(name: i32, name_len: i32, graph_out: i32) -> i32;
         pub fn init_execution_context(graph: i32, context_out: i32) -> i32;
         pub fn set_input(context: i32, index: i32, tensor: i32) -> i32;
-        pub fn get_output(context: i32, index: i32, out: i32, out_max: i32, written_out: i32) -> i32;
+        pub fn get_output(
+            context: i32,
+            index: i32,
+            out: i32,
+            out_max: i32,
+            written_out: i32,
+        ) -> i32;
         pub fn compute(context: i32) -> i32;
     }
 }
@@ -41,7 +47,13 @@ const WILD: i32 = 0x7fff_fff0;
 
 fn load(model: &str) -> Result<i32, i32> {
     let mut graph = 0i32;
-    let errno = unsafe { raw::load_by_name(model.as_ptr() as i32, model.len() as i32, &mut graph as *mut i32 as i32) };
+    let errno = unsafe {
+        raw::load_by_name(
+            model.as_ptr() as i32,
+            model.len() as i32,
+            &mut graph as *mut i32 as i32,
+        )
+    };
     if errno == 0 { Ok(graph) } else { Err(errno) }
 }
 
@@ -60,7 +72,12 @@ fn handle(req: Request) -> Response {
     let n: usize = req.query("n").and_then(|v| v.parse().ok()).unwrap_or(1000);
     let graph = match load(&model) {
         Ok(graph) => graph,
-        Err(errno) => return Response::json(404, &json!({ "error": "load_by_name failed", "errno": errno })),
+        Err(errno) => {
+            return Response::json(
+                404,
+                &json!({ "error": "load_by_name failed", "errno": errno }),
+            );
+        }
     };
     match req.query("do").as_deref() {
         Some("contexts") => {
@@ -81,13 +98,22 @@ fn handle(req: Request) -> Response {
             let mib: usize = req.query("mib").and_then(|v| v.parse().ok()).unwrap_or(16);
             let data = vec![1u8; mib << 20];
             let dims = [1u32, (data.len() / 4) as u32];
-            let tensor = RawTensor { dims: dims.as_ptr(), dims_len: 2, ty: 4, data: data.as_ptr(), data_len: data.len() as u32 };
+            let tensor = RawTensor {
+                dims: dims.as_ptr(),
+                dims_len: 2,
+                ty: 4,
+                data: data.as_ptr(),
+                data_len: data.len() as u32,
+            };
             for i in 0..n {
                 let context = match context(graph) {
                     Ok(context) => context,
-                    Err(errno) => return Response::json(200, &json!({ "contexts": i, "errno": errno })),
+                    Err(errno) => {
+                        return Response::json(200, &json!({ "contexts": i, "errno": errno }));
+                    }
                 };
-                let errno = unsafe { raw::set_input(context, 0, &tensor as *const RawTensor as i32) };
+                let errno =
+                    unsafe { raw::set_input(context, 0, &tensor as *const RawTensor as i32) };
                 if errno != 0 {
                     return Response::json(200, &json!({ "inputs": i, "errno": errno }));
                 }
@@ -105,10 +131,34 @@ fn handle(req: Request) -> Response {
             let written_ptr = &mut written as *mut i32 as i32;
             let ctx = context(graph).unwrap_or(-1);
             let dims = [1u32, 32];
-            let wild_data = RawTensor { dims: dims.as_ptr(), dims_len: 2, ty: 4, data: WILD as *const u8, data_len: 4096 };
-            let wild_dims = RawTensor { dims: WILD as *const u32, dims_len: 2, ty: 4, data: dims.as_ptr() as *const u8, data_len: 8 };
-            let huge_rank = RawTensor { dims: dims.as_ptr(), dims_len: u32::MAX, ty: 4, data: dims.as_ptr() as *const u8, data_len: 8 };
-            let bad_type = RawTensor { dims: dims.as_ptr(), dims_len: 2, ty: 200, data: dims.as_ptr() as *const u8, data_len: 8 };
+            let wild_data = RawTensor {
+                dims: dims.as_ptr(),
+                dims_len: 2,
+                ty: 4,
+                data: WILD as *const u8,
+                data_len: 4096,
+            };
+            let wild_dims = RawTensor {
+                dims: WILD as *const u32,
+                dims_len: 2,
+                ty: 4,
+                data: dims.as_ptr() as *const u8,
+                data_len: 8,
+            };
+            let huge_rank = RawTensor {
+                dims: dims.as_ptr(),
+                dims_len: u32::MAX,
+                ty: 4,
+                data: dims.as_ptr() as *const u8,
+                data_len: 8,
+            };
+            let bad_type = RawTensor {
+                dims: dims.as_ptr(),
+                dims_len: 2,
+                ty: 200,
+                data: dims.as_ptr() as *const u8,
+                data_len: 8,
+            };
             let errnos = unsafe {
                 json!({
                     "load_by_name_name": raw::load_by_name(WILD, 64, written_ptr),

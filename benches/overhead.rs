@@ -141,7 +141,7 @@ fn main() {
             // Alternate the two so that any drift in machine load hits both alike.
             let (mut direct, mut guest) = (Vec::new(), Vec::new());
             for round in 0..110 {
-                let (d, g) = (time_us(&direct_call), time_us(&guest_call));
+                let (d, g) = (time_us(direct_call), time_us(guest_call));
                 // The first rounds warm caches and allocators.
                 if round >= 10 {
                     direct.push(d);

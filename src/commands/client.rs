@@ -14,12 +14,12 @@ pub fn deploy(dir: &Path, base_url: &str, token: &str) -> anyhow::Result<serde_j
     let wasm = std::fs::read(&wasm_path)
         .with_context(|| format!("reading the module {} (build the app first)", wasm_path.display()))?;
     let mut form = Multipart::new();
-    form.part("manifest", None, manifest_text.as_bytes());
-    form.part("wasm", None, &wasm);
+    form.part("manifest", None, None, manifest_text.as_bytes());
+    form.part("wasm", None, None, &wasm);
     for bundled in &manifest.bundled_models {
         let path = dir.join(&bundled.file);
         let bytes = std::fs::read(&path).with_context(|| format!("reading bundled model {}", path.display()))?;
-        form.part("file", Some(&bundled.file.to_string_lossy()), &bytes);
+        form.part("file", Some(&bundled.file.to_string_lossy()), None, &bytes);
     }
     let base = base_url.trim_end_matches('/');
     let url = format!("{base}/admin/apps/{}", manifest.name);
@@ -51,33 +51,44 @@ pub fn deploy(dir: &Path, base_url: &str, token: &str) -> anyhow::Result<serde_j
     Ok(json)
 }
 
-/// A multipart/form-data body, built in memory (uploads are a module and a few models).
-struct Multipart {
+/// A multipart/form-data body, built in memory (uploads are a module and a few models). The
+/// tests build their uploads with it too.
+pub struct Multipart {
     boundary: String,
     body: Vec<u8>,
 }
 
+impl Default for Multipart {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Multipart {
-    fn new() -> Self {
+    pub fn new() -> Self {
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
         Self { boundary: format!("edgenn-{nanos:x}-{}", std::process::id()), body: Vec::new() }
     }
 
-    fn part(&mut self, name: &str, filename: Option<&str>, data: &[u8]) {
+    /// Adds a part, with a filename (`"` escaped as `%22`) and a content type if given.
+    pub fn part(&mut self, name: &str, filename: Option<&str>, content_type: Option<&str>, data: &[u8]) -> &mut Self {
         let filename = filename.map(|f| format!("; filename=\"{}\"", f.replace('"', "%22"))).unwrap_or_default();
-        self.body.extend_from_slice(
-            format!("--{}\r\nContent-Disposition: form-data; name=\"{name}\"{filename}\r\n\r\n", self.boundary)
-                .as_bytes(),
+        let content_type = content_type.map(|t| format!("\r\nContent-Type: {t}")).unwrap_or_default();
+        let head = format!(
+            "--{}\r\nContent-Disposition: form-data; name=\"{name}\"{filename}{content_type}\r\n\r\n",
+            self.boundary
         );
+        self.body.extend_from_slice(head.as_bytes());
         self.body.extend_from_slice(data);
         self.body.extend_from_slice(b"\r\n");
+        self
     }
 
-    fn content_type(&self) -> String {
+    pub fn content_type(&self) -> String {
         format!("multipart/form-data; boundary={}", self.boundary)
     }
 
-    fn finish(mut self) -> Vec<u8> {
+    pub fn finish(mut self) -> Vec<u8> {
         self.body.extend_from_slice(format!("--{}--\r\n", self.boundary).as_bytes());
         self.body
     }

@@ -117,7 +117,7 @@ pub struct EngineArgs {
 impl EngineArgs {
     /// The gateway configuration these options give, with no apps, no demo page and no admin
     /// API yet. A path the user named that does not exist is an error.
-    fn gateway_config(self, given: &Given) -> anyhow::Result<GatewayConfig> {
+    fn gateway_config(self, given: &Given<'_>) -> anyhow::Result<GatewayConfig> {
         for root in &self.model_roots {
             if given.explicitly("model_roots") && !root.is_dir() {
                 bail!("--models {}: no such directory", root.display());

@@ -9,6 +9,8 @@
 pub mod admin;
 pub mod error;
 pub mod serve;
+#[cfg(test)]
+mod tests;
 
 use crate::apps::{App, Apps};
 use crate::metrics::RequestLabels;

@@ -221,7 +221,7 @@ fn read_u32(memory: &[u8], ptr: u32) -> Result<u32, Errno> {
 }
 
 fn write_u32(memory: &mut [u8], ptr: u32, value: u32) -> Result<(), Errno> {
-    if ptr % 4 != 0 {
+    if !ptr.is_multiple_of(4) {
         return Err(Errno::InvalidArgument);
     }
     guest_slice_mut(memory, ptr, 4)?.copy_from_slice(&value.to_le_bytes());
@@ -244,7 +244,7 @@ fn tensor_type(tag: u8) -> Result<TensorType, Errno> {
 /// Reads a witx `tensor` record (dimensions list, type, data list; 20 bytes, align 4) from the
 /// guest, charging its data to the budget before copying it.
 fn read_tensor(memory: &[u8], ptr: u32, budget: &mut MemoryBudget) -> Result<Tensor, Failure> {
-    if ptr % 4 != 0 {
+    if !ptr.is_multiple_of(4) {
         return Err(Errno::InvalidArgument.into());
     }
     let record = guest_slice(memory, ptr, 20)?;

@@ -78,7 +78,7 @@ pub fn shadow_poll_oneoff<T: 'static>(linker: &mut Linker<T>, deadline: fn(&T) -
 }
 
 fn decode(memory: &[u8], subs: u32, count: u32) -> Result<Vec<Subscription>, u16> {
-    if count == 0 || count > MAX_SUBSCRIPTIONS || subs % 8 != 0 {
+    if count == 0 || count > MAX_SUBSCRIPTIONS || !subs.is_multiple_of(8) {
         return Err(ERRNO_INVAL);
     }
     let start = subs as usize;
@@ -122,7 +122,7 @@ fn decode(memory: &[u8], subs: u32, count: u32) -> Result<Vec<Subscription>, u16
 }
 
 fn encode(memory: &mut [u8], events: u32, count_out: u32, fired: &[&Subscription]) -> Result<(), u16> {
-    if events % 8 != 0 || count_out % 4 != 0 {
+    if !events.is_multiple_of(8) || !count_out.is_multiple_of(4) {
         return Err(ERRNO_INVAL);
     }
     let start = events as usize;

@@ -152,34 +152,18 @@ pub fn get(path: &str) -> (u16, serde_json::Value) {
     json_of(agent().get(&Gateway::shared().url(path)).call())
 }
 
-/// A multipart/form-data body with one file field.
+/// A multipart/form-data body with one file field (after a text field, as a browser sends it).
 pub fn multipart(field: &str, filename: &str, content_type: &str, data: &[u8]) -> (String, Vec<u8>) {
-    let boundary = "edgenn-test-boundary-7MA4YWxkTrZu0gW";
-    let mut body = Vec::new();
-    body.extend_from_slice(
-        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhello\r\n").as_bytes(),
-    );
-    body.extend_from_slice(
-        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{filename}\"\r\nContent-Type: {content_type}\r\n\r\n")
-            .as_bytes(),
-    );
-    body.extend_from_slice(data);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    (format!("multipart/form-data; boundary={boundary}"), body)
+    let mut form = edgenn::commands::client::Multipart::new();
+    form.part("note", None, None, b"hello").part(field, Some(filename), Some(content_type), data);
+    (form.content_type(), form.finish())
 }
 
 /// A multipart/form-data body from `(field, filename, bytes)` parts.
 pub fn multipart_parts(parts: &[(&str, Option<&str>, &[u8])]) -> (String, Vec<u8>) {
-    let boundary = "edgenn-test-boundary-x81HF6aPqz";
-    let mut body = Vec::new();
+    let mut form = edgenn::commands::client::Multipart::new();
     for (field, filename, data) in parts {
-        let filename = filename.map(|f| format!("; filename=\"{f}\"")).unwrap_or_default();
-        body.extend_from_slice(
-            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"{filename}\r\n\r\n").as_bytes(),
-        );
-        body.extend_from_slice(data);
-        body.extend_from_slice(b"\r\n");
+        form.part(field, *filename, None, data);
     }
-    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-    (format!("multipart/form-data; boundary={boundary}"), body)
+    (form.content_type(), form.finish())
 }

@@ -11,6 +11,12 @@ pub const MAX_SIDE: u32 = 8000;
 /// Largest accepted number of pixels (40 megapixels: 120 MB as RGB, within the app's memory).
 pub const MAX_PIXELS: u64 = 40_000_000;
 
+impl From<DecodeError> for edgenn_guest::HttpError {
+    fn from(error: DecodeError) -> Self {
+        edgenn_guest::HttpError::new(error.status, error.message)
+    }
+}
+
 /// A decoding failure, with the HTTP status it deserves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecodeError {

@@ -15,8 +15,8 @@ mod preprocess;
 
 use std::time::Instant;
 
-use edgenn_guest::nn::{self, Model, Tensor};
-use edgenn_guest::{Request, Response};
+use edgenn_guest::nn::{self, Tensor};
+use edgenn_guest::{HttpError, Request, Response};
 use image::DynamicImage;
 use serde::Serialize;
 
@@ -53,53 +53,22 @@ struct Timing {
     inference: f64,
 }
 
-fn handle(req: Request) -> Response {
+fn handle(req: Request) -> Result<Response, HttpError> {
     let started = Instant::now();
     if req.method() != "POST" {
-        return Response::error(
-            405,
+        return Err(HttpError::method_not_allowed(
+            "POST",
             "use POST with an image (JPEG, PNG or WebP) as the body or as form field \"image\"",
-        )
-        .with_header("allow", "POST");
+        ));
     }
-    let k = match parse_k(req.query("k").as_deref()) {
-        Ok(k) => k,
-        Err(message) => return Response::error(400, message),
-    };
-    let model_name = req
-        .query("model")
-        .or_else(|| req.config("model").map(str::to_owned))
-        .unwrap_or_else(|| DEFAULT_MODEL.to_owned());
-    let backend = req
-        .query("backend")
-        .or_else(|| req.config("backend").map(str::to_owned));
-
-    let image_bytes = match image_bytes(&req) {
-        Ok(bytes) => bytes,
-        Err(response) => return response,
-    };
-    let image = match decode::decode(image_bytes) {
-        Ok(image) => image,
-        Err(e) => return Response::error(e.status, e.message),
-    };
+    let k = parse_k(req.query("k").as_deref()).map_err(HttpError::bad_request)?;
+    let choice = req.model_choice(DEFAULT_MODEL);
+    let image = decode::decode(image_bytes(&req)?)?;
     let input = to_input(image);
 
-    let load_name = match &backend {
-        Some(backend) => format!("{model_name}@{backend}"),
-        None => model_name.clone(),
-    };
-    let model = match Model::load(&load_name) {
-        Ok(model) => model,
-        Err(e) if e.is_load_error() => {
-            return Response::error(404, format!("unknown model or backend: {load_name}"));
-        }
-        Err(e) => return Response::error(500, e.to_string()),
-    };
+    let model = choice.load()?;
     let inference_started = Instant::now();
-    let logits = match model.run_f32(&[Tensor::f32(&[1, 3, CROP, CROP], &input)]) {
-        Ok(logits) => logits,
-        Err(e) => return Response::error(500, e.to_string()),
-    };
+    let logits = model.run_f32(&[Tensor::f32(&[1, 3, CROP, CROP], &input)])?;
     let inference = inference_started.elapsed();
 
     let labels: Vec<&str> = LABELS.lines().collect();
@@ -112,18 +81,18 @@ fn handle(req: Request) -> Response {
             probability,
         })
         .collect();
-    Response::json(
+    Ok(Response::json(
         200,
         &Answer {
-            model: &model_name,
-            backend: backend.as_deref(),
+            model: &choice.name,
+            backend: choice.backend.as_deref(),
             predictions,
             timing_ms: Timing {
                 total: millis(started.elapsed()),
                 inference: millis(inference),
             },
         },
-    )
+    ))
 }
 
 fn parse_k(k: Option<&str>) -> Result<usize, String> {
@@ -135,17 +104,16 @@ fn parse_k(k: Option<&str>) -> Result<usize, String> {
 }
 
 /// The image: the body, or the `image` field of a multipart form.
-fn image_bytes(req: &Request) -> Result<&[u8], Response> {
+fn image_bytes(req: &Request) -> Result<&[u8], HttpError> {
     if req.media_type().as_deref() != Some("multipart/form-data") {
         return Ok(req.body());
     }
     match req.form_part("image") {
         Ok(Some(part)) => Ok(part.data),
-        Ok(None) => Err(Response::error(
-            400,
+        Ok(None) => Err(HttpError::bad_request(
             "the multipart form has no field named \"image\"",
         )),
-        Err(e) => Err(Response::error(400, e.to_string())),
+        Err(e) => Err(HttpError::bad_request(e.to_string())),
     }
 }
 
@@ -178,18 +146,18 @@ fn millis(d: std::time::Duration) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use edgenn_guest::IntoResponse;
 
-    fn request(method: &str, query: &str, content_type: &str, body: &[u8]) -> Request {
-        Request::from_cgi_vars(
-            [
-                ("REQUEST_METHOD", method),
-                ("QUERY_STRING", query),
-                ("CONTENT_TYPE", content_type),
-                ("EDGENN_CONFIG_MODEL", "efficientnet-lite0"),
-                ("EDGENN_CONFIG_BACKEND", "ort"),
-            ],
-            body.to_vec(),
-        )
+    fn request(method: &str, query: &str, content_type: &str, body: &[u8]) -> Response {
+        let req = Request::builder()
+            .method(method)
+            .query(query)
+            .header("content-type", content_type)
+            .config("model", "efficientnet-lite0")
+            .config("backend", "ort")
+            .body(body)
+            .build();
+        handle(req).into_response()
     }
 
     fn error_of(r: &Response) -> String {
@@ -216,26 +184,23 @@ mod tests {
 
     #[test]
     fn client_errors() {
-        let r = handle(request("GET", "", "", b""));
+        let r = request("GET", "", "", b"");
         assert_eq!(r.status(), 405);
         assert_eq!(r.header("allow"), Some("POST"));
-        assert_eq!(
-            handle(request("POST", "k=0", "image/jpeg", b"x")).status(),
-            400
-        );
-        let r = handle(request("POST", "", "image/jpeg", b""));
+        assert_eq!(request("POST", "k=0", "image/jpeg", b"x").status(), 400);
+        let r = request("POST", "", "image/jpeg", b"");
         assert_eq!(r.status(), 400);
         assert!(error_of(&r).contains("empty body"));
         assert_eq!(
-            handle(request("POST", "", "text/plain", b"hello there")).status(),
+            request("POST", "", "text/plain", b"hello there").status(),
             415
         );
-        let r = handle(request(
+        let r = request(
             "POST",
             "",
             "multipart/form-data; boundary=b",
             b"--b\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\nx\r\n--b--\r\n",
-        ));
+        );
         assert_eq!(r.status(), 400);
         assert!(error_of(&r).contains("\"image\""));
     }
@@ -247,11 +212,7 @@ mod tests {
         image::RgbImage::from_pixel(40, 30, image::Rgb([1, 2, 3]))
             .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
             .unwrap();
-        let r = handle(request("POST", "backend=tract", "image/png", &png));
-        assert_eq!(r.status(), 404);
-        assert_eq!(
-            error_of(&r),
-            "unknown model or backend: efficientnet-lite0@tract"
-        );
+        let r = request("POST", "backend=tract", "image/png", &png);
+        assert_eq!(r.status(), 404, "{}", error_of(&r));
     }
 }

@@ -25,7 +25,7 @@ use std::io::Cursor;
 use std::time::Instant;
 
 use edgenn_guest::nn::{self, Model, NnError, Tensor};
-use edgenn_guest::{Request, Response};
+use edgenn_guest::{HttpError, Request, Response};
 use image::codecs::png::PngDecoder;
 use image::{DynamicImage, Limits};
 use serde::{Deserialize, Serialize};
@@ -66,63 +66,38 @@ struct Body {
     pixels: Vec<f64>,
 }
 
-/// A client error: HTTP status and message.
-#[derive(Debug, PartialEq)]
-struct Reject(u16, String);
-
-impl Reject {
-    fn new(status: u16, message: impl Into<String>) -> Reject {
-        Reject(status, message.into())
-    }
-}
-
-fn handle(req: Request) -> Response {
+fn handle(req: Request) -> Result<Response, HttpError> {
     let started = Instant::now();
     if req.method() != "POST" {
-        return Response::error(
-            405,
+        return Err(HttpError::method_not_allowed(
+            "POST",
             "use POST with a PNG drawing, or JSON {\"pixels\": [64 numbers 0..16]}",
-        )
-        .with_header("allow", "POST");
+        ));
     }
-    let pixels = match input_pixels(&req) {
-        Ok(pixels) => pixels,
-        Err(Reject(status, message)) => return Response::error(status, message),
-    };
+    let pixels = input_pixels(&req)?;
     let preprocess = started.elapsed();
 
-    let model_name = req
-        .config("model")
-        .map_or_else(|| DEFAULT_MODEL.to_owned(), str::to_owned);
-    let backend = req
-        .query("backend")
-        .or_else(|| req.config("backend").map(str::to_owned));
-    let load_name = match &backend {
-        Some(backend) => format!("{model_name}@{backend}"),
-        None => model_name.clone(),
-    };
+    let choice = req.model_choice(DEFAULT_MODEL);
     let inference_started = Instant::now();
-    let logits = match run_model(&load_name, &pixels) {
-        Ok(logits) => logits,
-        Err(e) if e.is_load_error() => {
-            return Response::error(404, format!("unknown model or backend: {load_name}"));
-        }
-        Err(e) => return Response::error(500, e.to_string()),
-    };
+    let logits = run_model(&choice.reference(), &pixels)?;
     let inference = inference_started.elapsed();
     if logits.len() != 10 {
-        return Response::error(
+        return Err(HttpError::new(
             500,
-            format!("model {load_name} gave {} outputs, not 10", logits.len()),
-        );
+            format!(
+                "model {} gave {} outputs, not 10",
+                choice.reference(),
+                logits.len()
+            ),
+        ));
     }
     let probabilities = nn::softmax(&logits);
     let digit = nn::top_k(&probabilities, 1)[0].0;
-    Response::json(
+    Ok(Response::json(
         200,
         &Answer {
-            model: &model_name,
-            backend: backend.as_deref(),
+            model: &choice.name,
+            backend: choice.backend.as_deref(),
             digit,
             probabilities: probabilities.iter().map(|&p| round(p, 1e6)).collect(),
             pixels: pixels.to_vec(),
@@ -132,7 +107,7 @@ fn handle(req: Request) -> Response {
                 inference: millis(inference),
             },
         },
-    )
+    ))
 }
 
 fn run_model(name: &str, pixels: &[f32; SIDE * SIDE]) -> Result<Vec<f32>, NnError> {
@@ -141,36 +116,36 @@ fn run_model(name: &str, pixels: &[f32; SIDE * SIDE]) -> Result<Vec<f32>, NnErro
 }
 
 /// The 8x8 model input from the request: JSON pixels, or a PNG (body or form field `image`).
-fn input_pixels(req: &Request) -> Result<[f32; SIDE * SIDE], Reject> {
+fn input_pixels(req: &Request) -> Result<[f32; SIDE * SIDE], HttpError> {
     match req.media_type().as_deref() {
         Some("application/json") => json_pixels(req.body()),
         Some("multipart/form-data") => match req.form_part("image") {
             Ok(Some(part)) => png_pixels(part.data),
-            Ok(None) => Err(Reject::new(
+            Ok(None) => Err(HttpError::new(
                 400,
                 "the multipart form has no field named \"image\"",
             )),
-            Err(e) => Err(Reject::new(400, e.to_string())),
+            Err(e) => Err(HttpError::new(400, e.to_string())),
         },
         _ => png_pixels(req.body()),
     }
 }
 
-fn json_pixels(body: &[u8]) -> Result<[f32; SIDE * SIDE], Reject> {
+fn json_pixels(body: &[u8]) -> Result<[f32; SIDE * SIDE], HttpError> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(Reject::new(
+        return Err(HttpError::new(
             400,
             "empty body: send {\"pixels\": [64 numbers 0..16]}",
         ));
     }
     let body: Body = serde_json::from_slice(body).map_err(|e| {
-        Reject::new(
+        HttpError::new(
             400,
             format!("the body must be JSON like {{\"pixels\": [64 numbers 0..16]}}: {e}"),
         )
     })?;
     if body.pixels.len() != SIDE * SIDE {
-        return Err(Reject::new(
+        return Err(HttpError::new(
             400,
             format!(
                 "pixels must have {} values (8x8, row-major), not {}",
@@ -182,7 +157,7 @@ fn json_pixels(body: &[u8]) -> Result<[f32; SIDE * SIDE], Reject> {
     let mut out = [0f32; SIDE * SIDE];
     for (i, (o, &v)) in out.iter_mut().zip(&body.pixels).enumerate() {
         if !(0.0..=f64::from(MAX_VALUE)).contains(&v) {
-            return Err(Reject::new(
+            return Err(HttpError::new(
                 400,
                 format!("pixels[{i}] is {v}: every value must be from 0 to 16"),
             ));
@@ -192,7 +167,7 @@ fn json_pixels(body: &[u8]) -> Result<[f32; SIDE * SIDE], Reject> {
     Ok(out)
 }
 
-fn png_pixels(bytes: &[u8]) -> Result<[f32; SIDE * SIDE], Reject> {
+fn png_pixels(bytes: &[u8]) -> Result<[f32; SIDE * SIDE], HttpError> {
     let gray = decode_gray(bytes)?;
     let (width, height) = (gray.width() as usize, gray.height() as usize);
     preprocess::pixels(&Gray {
@@ -200,21 +175,21 @@ fn png_pixels(bytes: &[u8]) -> Result<[f32; SIDE * SIDE], Reject> {
         height,
         data: gray.as_raw(),
     })
-    .map_err(|_| Reject::new(422, "nothing drawn: no ink stands out from the background"))
+    .map_err(|_| HttpError::new(422, "nothing drawn: no ink stands out from the background"))
 }
 
 /// Decodes a PNG to grey, with limits checked from the header before any pixel memory is
 /// allocated. Transparent pixels are put on a background that contrasts with the opaque ones
 /// (a canvas with black strokes on nothing gets white paper; white strokes get black).
-fn decode_gray(bytes: &[u8]) -> Result<image::GrayImage, Reject> {
+fn decode_gray(bytes: &[u8]) -> Result<image::GrayImage, HttpError> {
     if bytes.is_empty() {
-        return Err(Reject::new(
+        return Err(HttpError::new(
             400,
             "empty body: POST a PNG drawing, or JSON {\"pixels\": [64 numbers 0..16]}",
         ));
     }
     if !bytes.starts_with(PNG_SIGNATURE) {
-        return Err(Reject::new(
+        return Err(HttpError::new(
             415,
             "not a PNG image: POST a PNG drawing (image/png), or application/json {\"pixels\": [...]}",
         ));
@@ -225,7 +200,7 @@ fn decode_gray(bytes: &[u8]) -> Result<image::GrayImage, Reject> {
     // Room for the largest image as 16-bit RGBA, no more.
     limits.max_alloc = Some(u64::from(MAX_SIDE) * u64::from(MAX_SIDE) * 8 + (4 << 20));
     let too_large = || {
-        Reject::new(
+        HttpError::new(
             413,
             format!("image too large: at most {MAX_SIDE}x{MAX_SIDE} pixels"),
         )
@@ -237,7 +212,7 @@ fn decode_gray(bytes: &[u8]) -> Result<image::GrayImage, Reject> {
             return Err(too_large());
         }
         if w == 0 || h == 0 {
-            return Err(Reject::new(400, "the image has no pixels"));
+            return Err(HttpError::new(400, "the image has no pixels"));
         }
     }
     let decoder = PngDecoder::with_limits(Cursor::new(bytes), limits.clone())
@@ -246,10 +221,10 @@ fn decode_gray(bytes: &[u8]) -> Result<image::GrayImage, Reject> {
     Ok(to_gray(image))
 }
 
-fn corrupt(e: image::ImageError, too_large: &dyn Fn() -> Reject) -> Reject {
+fn corrupt(e: image::ImageError, too_large: &dyn Fn() -> HttpError) -> HttpError {
     match e {
         image::ImageError::Limits(_) => too_large(),
-        e => Reject::new(400, format!("corrupt or truncated PNG image: {e}")),
+        e => HttpError::new(400, format!("corrupt or truncated PNG image: {e}")),
     }
 }
 
@@ -299,6 +274,11 @@ fn millis(d: std::time::Duration) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use edgenn_guest::IntoResponse;
+
+    fn respond(req: Request) -> Response {
+        handle(req).into_response()
+    }
 
     fn request(method: &str, query: &str, content_type: &str, body: &[u8]) -> Request {
         Request::from_cgi_vars(
@@ -402,7 +382,7 @@ mod tests {
 
     #[test]
     fn client_errors() {
-        let r = handle(request("GET", "", "", b""));
+        let r = respond(request("GET", "", "", b""));
         assert_eq!((r.status(), r.header("allow")), (405, Some("POST")));
         for (content_type, body, status, needle) in [
             ("image/png", &b""[..], 400, "empty body"),
@@ -427,19 +407,19 @@ mod tests {
                 "JSON like",
             ),
         ] {
-            let r = handle(request("POST", "", content_type, body));
+            let r = respond(request("POST", "", content_type, body));
             assert_eq!(r.status(), status, "{content_type} {body:?}");
             assert!(error_of(&r).contains(needle), "{}", error_of(&r));
         }
         let mut out_of_range = vec![0.0; 64];
         out_of_range[9] = 16.5;
         let body = serde_json::json!({ "pixels": out_of_range }).to_string();
-        let r = handle(request("POST", "", "application/json", body.as_bytes()));
+        let r = respond(request("POST", "", "application/json", body.as_bytes()));
         assert_eq!(r.status(), 400);
         assert!(error_of(&r).contains("pixels[9]"));
         let body = br#"{"pixels": [-1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]}"#;
         assert_eq!(
-            handle(request("POST", "", "application/json", body)).status(),
+            respond(request("POST", "", "application/json", body)).status(),
             400
         );
     }
@@ -451,13 +431,13 @@ mod tests {
             280,
             image::Rgb([255, 255, 255]),
         )));
-        let r = handle(request("POST", "", "image/png", &blank));
+        let r = respond(request("POST", "", "image/png", &blank));
         assert_eq!(r.status(), 422);
         assert!(error_of(&r).contains("nothing drawn"));
         // A canvas never drawn on: fully transparent.
         let empty = png(DynamicImage::ImageRgba8(image::RgbaImage::new(50, 50)));
         assert_eq!(
-            handle(request("POST", "", "image/png", &empty)).status(),
+            respond(request("POST", "", "image/png", &empty)).status(),
             422
         );
     }
@@ -469,7 +449,7 @@ mod tests {
         png.extend_from_slice(&5000u32.to_be_bytes());
         png.extend_from_slice(&5000u32.to_be_bytes());
         png.extend_from_slice(&[8, 0, 0, 0, 0, 0, 0, 0, 0]);
-        let r = handle(request("POST", "", "image/png", &png));
+        let r = respond(request("POST", "", "image/png", &png));
         assert_eq!(r.status(), 413);
         assert_eq!(png_size(&png), Some((5000, 5000)));
     }
@@ -477,29 +457,29 @@ mod tests {
     #[test]
     fn valid_inputs_reach_the_model() {
         // Natively there is no wasi-nn: the handler gets as far as loading the model.
-        let r = handle(request("POST", "", "image/png", &bar_png(false)));
+        let r = respond(request("POST", "", "image/png", &bar_png(false)));
         assert_eq!(r.status(), 404);
-        assert_eq!(error_of(&r), "unknown model or backend: digits");
+        assert!(error_of(&r).contains("wasi-nn"), "{}", error_of(&r));
         let body = serde_json::json!({ "pixels": vec![8; 64] }).to_string();
-        let r = handle(request(
+        let r = respond(request(
             "POST",
             "backend=ort",
             "application/json",
             body.as_bytes(),
         ));
-        assert_eq!(error_of(&r), "unknown model or backend: digits@ort");
+        assert!(error_of(&r).contains("wasi-nn"), "{}", error_of(&r));
         // As a multipart form field.
         let mut form = b"--b\r\nContent-Disposition: form-data; name=\"image\"; filename=\"d.png\"\r\nContent-Type: image/png\r\n\r\n".to_vec();
         form.extend_from_slice(&bar_png(true));
         form.extend_from_slice(b"\r\n--b--\r\n");
-        let r = handle(request(
+        let r = respond(request(
             "POST",
             "",
             "multipart/form-data; boundary=b",
             &form,
         ));
         assert_eq!(r.status(), 404);
-        let r = handle(request(
+        let r = respond(request(
             "POST",
             "",
             "multipart/form-data; boundary=b",

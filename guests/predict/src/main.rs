@@ -16,8 +16,8 @@
 mod tokenize;
 mod vocab;
 
-use edgenn_guest::nn::{self, Model, Tensor};
-use edgenn_guest::{Request, Response};
+use edgenn_guest::nn::{self, Tensor};
+use edgenn_guest::{HttpError, Request, Response};
 use serde::{Deserialize, Serialize};
 
 use vocab::Vocab;
@@ -66,88 +66,71 @@ struct Query {
     completing: Option<String>,
 }
 
-fn handle(req: Request) -> Response {
+fn handle(req: Request) -> Result<Response, HttpError> {
     let body = match req.method() {
         "GET" => Body::default(),
-        "POST" => match parse_body(req.body()) {
-            Ok(body) => body,
-            Err(message) => return Response::error(400, message),
-        },
+        "POST" => parse_body(req.body()).map_err(HttpError::bad_request)?,
         _ => {
-            return Response::error(405, "use GET ?text=... or POST {\"text\": ...}")
-                .with_header("allow", "GET, POST");
+            return Err(HttpError::method_not_allowed(
+                "GET, POST",
+                "use GET ?text=... or POST {\"text\": ...}",
+            ));
         }
     };
     let text = body.text.or_else(|| req.query("text")).unwrap_or_default();
     if text.trim().is_empty() {
-        return Response::error(400, "text is missing or empty");
+        return Err(HttpError::bad_request("text is missing or empty"));
     }
     if text.len() > MAX_TEXT_BYTES {
-        return Response::error(400, format!("text is longer than {MAX_TEXT_BYTES} bytes"));
+        return Err(HttpError::bad_request(format!(
+            "text is longer than {MAX_TEXT_BYTES} bytes"
+        )));
     }
     let k = match body.k {
-        Some(k) => Ok(k),
+        Some(k) => k,
         None => req.query("k").map_or(Ok(DEFAULT_K), |k| {
-            k.trim()
-                .parse::<i64>()
-                .map_err(|_| format!("k must be an integer from 1 to {MAX_K}, not {k:?}"))
-        }),
+            k.trim().parse::<i64>().map_err(|_| {
+                HttpError::bad_request(format!("k must be an integer from 1 to {MAX_K}, not {k:?}"))
+            })
+        })?,
     };
-    let k = match k {
-        Ok(k) if (1..=MAX_K).contains(&k) => k as usize,
-        Ok(k) => return Response::error(400, format!("k must be from 1 to {MAX_K}, not {k}")),
-        Err(message) => return Response::error(400, message),
-    };
-    let model_name = body
-        .model
-        .or_else(|| req.query("model"))
-        .or_else(|| req.config("model").map(str::to_owned))
-        .unwrap_or_else(|| DEFAULT_MODEL.to_owned());
-    let backend = body
-        .backend
-        .or_else(|| req.query("backend"))
-        .or_else(|| req.config("backend").map(str::to_owned));
+    if !(1..=MAX_K).contains(&k) {
+        return Err(HttpError::bad_request(format!(
+            "k must be from 1 to {MAX_K}, not {k}"
+        )));
+    }
+    // The JSON body may name the model and backend too, over the query and the config.
+    let mut choice = req.model_choice(DEFAULT_MODEL);
+    choice.name = body.model.unwrap_or(choice.name);
+    choice.backend = body.backend.or(choice.backend);
 
     let vocab = Vocab::new(VOCAB);
     let query = build_query(&vocab, &text);
-
-    let load_name = match &backend {
-        Some(backend) => format!("{model_name}@{backend}"),
-        None => model_name.clone(),
-    };
-    let model = match Model::load(&load_name) {
-        Ok(model) => model,
-        Err(e) if e.is_load_error() => {
-            return Response::error(404, format!("unknown model or backend: {load_name}"));
-        }
-        Err(e) => return Response::error(500, e.to_string()),
-    };
-    let logits = match model.run_f32(&[Tensor::i32(&[1, CONTEXT], &query.context)]) {
-        Ok(logits) => logits,
-        Err(e) => return Response::error(500, e.to_string()),
-    };
+    let model = choice.load()?;
+    let logits = model.run_f32(&[Tensor::i32(&[1, CONTEXT], &query.context)])?;
     if logits.len() != vocab.len() {
-        return Response::error(
+        return Err(HttpError::new(
             500,
             format!(
-                "model {load_name} gave {} logits but the vocabulary has {} tokens",
+                "model {} gave {} logits but the vocabulary has {} tokens",
+                choice.reference(),
                 logits.len(),
                 vocab.len()
             ),
-        );
+        ));
     }
-    let suggestions = rank(&vocab, &logits, query.completing.as_deref(), k);
-    Response::json(
+    let suggestions = rank(&vocab, &logits, query.completing.as_deref(), k as usize);
+    Ok(Response::json(
         200,
         &Answer {
-            model: &model_name,
+            model: &choice.name,
             suggestions: suggestions
                 .into_iter()
                 .map(|(word, probability)| Suggestion { word, probability })
                 .collect(),
             completing: query.completing.as_deref(),
         },
-    )
+    ))
 }
 
 fn parse_body(bytes: &[u8]) -> Result<Body, String> {
@@ -217,6 +200,7 @@ fn rank<'v>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use edgenn_guest::IntoResponse;
 
     const TEST_VOCAB: &str = "<pad>\n<unk>\n.\n,\nthe\nto\nsee\nacquainted\nacquaintance\nhear\n!\nmy\ndear\nmiss\nmister\n";
 
@@ -320,7 +304,7 @@ mod tests {
             ("POST", "backend=tract", "{\"text\": \"hi\", \"k\": 1}", 404),
             ("POST", "text=hi", "", 404),
         ] {
-            let r = handle(request(method, query, body));
+            let r = handle(request(method, query, body)).into_response();
             assert_eq!(r.status(), status, "{method} {query} {body}");
             let v: serde_json::Value = serde_json::from_slice(r.body()).unwrap();
             assert!(v["error"].as_str().unwrap().len() > 5);

@@ -6,28 +6,21 @@
 //! model bytes never enter the guest.
 //!
 //! ```no_run
-//! use edgenn_guest::{Request, Response, nn};
+//! use edgenn_guest::{HttpError, Request, Response, nn};
 //!
 //! fn main() {
 //!     edgenn_guest::run(handle);
 //! }
 //!
-//! fn handle(req: Request) -> Response {
+//! fn handle(req: Request) -> Result<Response, HttpError> {
 //!     if req.method() != "POST" {
-//!         return Response::error(405, "use POST");
+//!         return Err(HttpError::method_not_allowed("POST", "use POST"));
 //!     }
-//!     // `model = "..."` in the app manifest's [config], unless ?model= overrides it.
-//!     let name = req.query("model").or_else(|| req.config("model").map(String::from));
-//!     let Some(name) = name else { return Response::error(400, "no model given") };
-//!     let model = match nn::Model::load(&name) {
-//!         Ok(model) => model,
-//!         Err(e) => return Response::error(404, e.to_string()),
-//!     };
+//!     // ?model=, else `model = "..."` in the manifest's [config]; ?backend= likewise.
+//!     let model = req.model_choice("wordlm").load()?; // cannot load: 404
 //!     let input = vec![0.0f32; 4];
-//!     match model.run_f32(&[nn::Tensor::f32(&[1, 4], &input)]) {
-//!         Ok(output) => Response::json(200, &serde_json::json!({ "output": output })),
-//!         Err(e) => Response::error(500, e.to_string()),
-//!     }
+//!     let output = model.run_f32(&[nn::Tensor::f32(&[1, 4], &input)])?; // failed: 500
+//!     Ok(Response::json(200, &serde_json::json!({ "output": output })))
 //! }
 //! ```
 //!
@@ -40,12 +33,14 @@
 
 #![warn(missing_docs)]
 
+mod error;
 pub mod multipart;
 pub mod nn;
 mod request;
 mod response;
 
-pub use request::Request;
+pub use error::{HttpError, IntoResponse};
+pub use request::{ModelChoice, Request, RequestBuilder};
 pub use response::Response;
 
 use std::io::Write;
@@ -53,12 +48,13 @@ use std::io::Write;
 /// Reads the request the gateway handed to this instance, calls `handler` and writes its
 /// response for the gateway. Call it once, from `main`.
 ///
-/// If the request cannot be read (stdin fails), the handler is not called and the answer is a
-/// 400 `{"error": ...}`. A panic in the handler aborts the instance, which the gateway answers
-/// with a 500.
-pub fn run(handler: impl FnOnce(Request) -> Response) {
+/// The handler returns a [`Response`], or a `Result<Response, E>` whose error becomes the
+/// answer ([`HttpError`], or a wasi-nn [`nn::NnError`] through `?`). If the request cannot be
+/// read (stdin fails), the handler is not called and the answer is a 400 `{"error": ...}`. A
+/// panic in the handler aborts the instance, which the gateway answers with a 500.
+pub fn run<R: IntoResponse>(handler: impl FnOnce(Request) -> R) {
     let response = match Request::from_env() {
-        Ok(request) => handler(request),
+        Ok(request) => handler(request).into_response(),
         Err(e) => Response::error(400, format!("cannot read the request body: {e}")),
     };
     let mut out = std::io::stdout().lock();

@@ -201,6 +201,134 @@ impl Request {
         let key = key.to_ascii_uppercase().replace('-', "_");
         self.config.get(&key).map(String::as_str)
     }
+
+    /// The model this request asks for, as every built-in app chooses it: `?model=`, else the
+    /// app's `[config] model`, else `default`; on `?backend=`, else `[config] backend`, else
+    /// the model's own default backend.
+    ///
+    /// ```
+    /// use edgenn_guest::Request;
+    ///
+    /// let req = Request::builder().query("backend=tract").config("model", "wordlm").build();
+    /// let choice = req.model_choice("fallback");
+    /// assert_eq!(choice.reference(), "wordlm@tract");
+    /// ```
+    pub fn model_choice(&self, default: &str) -> ModelChoice {
+        let name = self
+            .query("model")
+            .or_else(|| self.config("model").map(str::to_owned));
+        let backend = self
+            .query("backend")
+            .or_else(|| self.config("backend").map(str::to_owned));
+        ModelChoice {
+            name: name.unwrap_or_else(|| default.to_owned()),
+            backend,
+        }
+    }
+
+    /// A request to test a handler natively: `GET /` with no body unless set.
+    pub fn builder() -> RequestBuilder {
+        RequestBuilder::default()
+    }
+}
+
+/// A model and, if one is asked for, a backend: see [`Request::model_choice`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelChoice {
+    /// The model's name.
+    pub name: String,
+    /// The backend asked for (`ort`, `tract`), if any.
+    pub backend: Option<String>,
+}
+
+impl ModelChoice {
+    /// What [`crate::nn::Model::load`] takes: `name` or `name@backend`.
+    pub fn reference(&self) -> String {
+        match &self.backend {
+            Some(backend) => format!("{}@{backend}", self.name),
+            None => self.name.clone(),
+        }
+    }
+
+    /// Loads the chosen model.
+    pub fn load(&self) -> Result<crate::nn::Model, crate::nn::NnError> {
+        crate::nn::Model::load(&self.reference())
+    }
+}
+
+/// Builds a [`Request`] for a native unit test of a handler.
+///
+/// ```
+/// use edgenn_guest::Request;
+///
+/// let req = Request::builder()
+///     .method("POST")
+///     .path("/x")
+///     .query("k=3")
+///     .header("content-type", "application/json")
+///     .config("model", "wordlm")
+///     .body(br#"{"text":"hi"}"#.to_vec())
+///     .build();
+/// assert_eq!((req.method(), req.path(), req.query("k").as_deref()), ("POST", "/x", Some("3")));
+/// assert_eq!(req.media_type().as_deref(), Some("application/json"));
+/// ```
+#[derive(Debug, Default, Clone)]
+pub struct RequestBuilder {
+    vars: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl RequestBuilder {
+    /// The HTTP method (default `GET`).
+    pub fn method(self, method: &str) -> Self {
+        self.var("REQUEST_METHOD", method)
+    }
+
+    /// The path below the app's route (default `/`).
+    pub fn path(self, path: &str) -> Self {
+        self.var("PATH_INFO", path)
+    }
+
+    /// The raw query string, without `?`.
+    pub fn query(self, query: &str) -> Self {
+        self.var("QUERY_STRING", query)
+    }
+
+    /// A request header.
+    pub fn header(self, name: &str, value: &str) -> Self {
+        let variable = format!("HTTP_{}", name.to_ascii_uppercase().replace('-', "_"));
+        let with_header = self.var(&variable, value);
+        if name.eq_ignore_ascii_case("content-type") {
+            with_header.var("CONTENT_TYPE", value)
+        } else {
+            with_header
+        }
+    }
+
+    /// An app config value, as the manifest's `[config]` would give it.
+    pub fn config(self, key: &str, value: &str) -> Self {
+        let variable = format!(
+            "{CONFIG_PREFIX}{}",
+            key.to_ascii_uppercase().replace(['-', '.'], "_")
+        );
+        self.var(&variable, value)
+    }
+
+    /// The body.
+    pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    /// The request.
+    pub fn build(self) -> Request {
+        Request::from_cgi_vars(self.vars, self.body)
+    }
+
+    fn var(mut self, name: &str, value: &str) -> Self {
+        self.vars.push((name.to_owned(), value.to_owned()));
+        self
+    }
 }
 
 fn lossy(s: OsString) -> String {

@@ -21,8 +21,8 @@
 //! writes the response. Models are loaded by name through wasi-nn; the model bytes stay in the
 //! gateway. A panic aborts the instance (the client gets a 500): answer errors instead.
 
-use edgenn_guest::nn::{self, Model, NnError, Tensor};
-use edgenn_guest::{Request, Response};
+use edgenn_guest::nn::{self, NnError, Tensor};
+use edgenn_guest::{HttpError, ModelChoice, Request, Response};
 use serde::{Deserialize, Serialize};
 
 /// Refuse larger inputs early: the model could not take them anyway.
@@ -44,9 +44,8 @@ struct Body {
 
 /// The app's settings, from the manifest's [config] (EDGENN_CONFIG_* variables).
 struct Settings {
-    /// The model to load: "wordlm", or "wordlm@tract" to pick a backend.
-    load_name: String,
-    model: String,
+    /// The model to load, and the backend if one is asked for.
+    choice: ModelChoice,
     input_type: InputType,
     input_shape: Vec<usize>,
 }
@@ -71,36 +70,32 @@ struct Scored {
     probability: f32,
 }
 
-fn handle(req: Request) -> Response {
+fn handle(req: Request) -> Result<Response, HttpError> {
     // Configuration errors are the deployer's, not the client's: 500.
-    let settings = match settings(&req) {
-        Ok(settings) => settings,
-        Err(message) => return Response::error(500, format!("app configuration: {message}")),
-    };
+    let settings = settings(&req)
+        .map_err(|message| HttpError::new(500, format!("app configuration: {message}")))?;
     let body = match req.method() {
         "GET" => Body::default(),
-        "POST" => match parse_body(req.body()) {
-            Ok(body) => body,
-            Err(message) => return Response::error(400, message),
-        },
-        _ => return Response::error(405, "use GET or POST").with_header("allow", "GET, POST"),
-    };
-    let input = match parse_input(&req, body.input) {
-        Ok(Some(input)) => input,
-        // Nothing to run: describe the app instead (a cheap health check, no model call).
-        Ok(None) => {
-            return Response::json(
-                200,
-                &serde_json::json!({
-                    "app": "my-app",
-                    "model": settings.load_name,
-                    "input_type": format!("{:?}", settings.input_type).to_lowercase(),
-                    "input_shape": settings.input_shape,
-                    "usage": "GET ?input=1,2,3&k=5 or POST {\"input\": [1, 2, 3], \"k\": 5}",
-                }),
-            );
+        "POST" => parse_body(req.body()).map_err(HttpError::bad_request)?,
+        _ => {
+            return Err(HttpError::method_not_allowed(
+                "GET, POST",
+                "use GET or POST",
+            ));
         }
-        Err(message) => return Response::error(400, message),
+    };
+    let Some(input) = parse_input(&req, body.input).map_err(HttpError::bad_request)? else {
+        // Nothing to run: describe the app instead (a cheap health check, no model call).
+        return Ok(Response::json(
+            200,
+            &serde_json::json!({
+                "app": "my-app",
+                "model": settings.choice.reference(),
+                "input_type": format!("{:?}", settings.input_type).to_lowercase(),
+                "input_shape": settings.input_shape,
+                "usage": "GET ?input=1,2,3&k=5 or POST {\"input\": [1, 2, 3], \"k\": 5}",
+            }),
+        ));
     };
     let k = match body
         .k
@@ -109,28 +104,21 @@ fn handle(req: Request) -> Response {
     {
         None => DEFAULT_K,
         Some(Ok(k)) if (1..=MAX_K).contains(&k) => k,
-        Some(_) => return Response::error(400, format!("k must be an integer from 1 to {MAX_K}")),
+        Some(_) => {
+            return Err(HttpError::bad_request(format!(
+                "k must be an integer from 1 to {MAX_K}"
+            )));
+        }
     };
-
-    match infer(&settings, &input) {
-        Ok(outputs) => answer(&settings, &outputs, k),
-        // The SDK's typed errors, mapped to HTTP statuses.
-        Err(e @ NnError::Load { .. }) => Response::error(404, e.to_string()), // unknown or undeclared model
-        Err(e @ NnError::Input { .. }) => Response::error(400, e.to_string()), // tensor size mismatch
-        Err(e @ NnError::Unavailable) => Response::error(503, e.to_string()),  // not run by edgenn
-        Err(e) => Response::error(500, e.to_string()), // NnError::Inference, and any future kind
-    }
+    // `?` turns the SDK's typed errors into statuses: a model that cannot be loaded (unknown,
+    // or not declared in edgenn.toml) 404, a tensor that does not fit 400, a failed run 500.
+    let outputs = infer(&settings, &input)?;
+    Ok(answer(&settings, &outputs, k))
 }
 
 fn settings(req: &Request) -> Result<Settings, String> {
-    let model = req.config("model").unwrap_or("wordlm").to_owned();
-    let backend = req
-        .query("backend")
-        .or_else(|| req.config("backend").map(str::to_owned));
-    let load_name = match backend {
-        Some(backend) => format!("{model}@{backend}"),
-        None => model.clone(),
-    };
+    // ?model= / [config] model (default wordlm), on ?backend= / [config] backend.
+    let choice = req.model_choice("wordlm");
     let input_type = match req.config("input_type").unwrap_or("i32") {
         "f32" => InputType::F32,
         "i32" => InputType::I32,
@@ -144,8 +132,7 @@ fn settings(req: &Request) -> Result<Settings, String> {
         .collect::<Option<Vec<usize>>>()
         .ok_or_else(|| format!("input_shape {shape:?} must be positive integers like \"1,32\""))?;
     Ok(Settings {
-        load_name,
-        model,
+        choice,
         input_type,
         input_shape,
     })
@@ -195,7 +182,7 @@ fn infer(settings: &Settings, input: &[f64]) -> Result<Vec<f32>, NnError> {
     values.extend_from_slice(input);
 
     // Loading is cheap: the gateway keeps compiled models cached across requests and apps.
-    let model = Model::load(&settings.load_name)?;
+    let model = settings.choice.load()?;
     let dims = &settings.input_shape;
     match settings.input_type {
         InputType::F32 => {
@@ -223,7 +210,7 @@ fn answer(settings: &Settings, outputs: &[f32], k: usize) -> Response {
     Response::json(
         200,
         &Answer {
-            model: &settings.model,
+            model: &settings.choice.name,
             outputs: outputs.len(),
             top,
         },
@@ -235,22 +222,26 @@ mod tests {
     //! Natively (`cargo test`) there is no wasi-nn: Model::load answers NnError::Unavailable,
     //! so a handler can be tested up to the model call.
     use super::*;
+    use edgenn_guest::IntoResponse;
 
+    /// The test request builder of the SDK, and the handler's answer as the gateway gets it.
     fn request(method: &str, query: &str, body: &str) -> Request {
-        Request::from_cgi_vars(
-            [
-                ("REQUEST_METHOD", method),
-                ("QUERY_STRING", query),
-                ("CONTENT_TYPE", "application/json"),
-                ("EDGENN_CONFIG_MODEL", "wordlm"),
-            ],
-            body.as_bytes().to_vec(),
-        )
+        Request::builder()
+            .method(method)
+            .query(query)
+            .header("content-type", "application/json")
+            .config("model", "wordlm")
+            .body(body)
+            .build()
+    }
+
+    fn respond(req: Request) -> Response {
+        handle(req).into_response()
     }
 
     #[test]
     fn get_without_input_describes_the_app() {
-        let r = handle(request("GET", "", ""));
+        let r = respond(request("GET", "", ""));
         assert_eq!(r.status(), 200);
         let v: serde_json::Value = serde_json::from_slice(r.body()).unwrap();
         assert_eq!(v["model"], "wordlm");
@@ -272,12 +263,12 @@ mod tests {
                 "",
                 400,
             ),
-            // Valid requests reach the model: natively unavailable.
-            ("GET", "input=1,2,3", "", 503),
-            ("POST", "", "{\"input\": [4, 5], \"k\": 3}", 503),
+            // Valid requests reach the model: natively there is none to load.
+            ("GET", "input=1,2,3", "", 404),
+            ("POST", "", "{\"input\": [4, 5], \"k\": 3}", 404),
         ] {
             assert_eq!(
-                handle(request(method, query, body)).status(),
+                respond(request(method, query, body)).status(),
                 status,
                 "{method} {query} {body}"
             );
@@ -286,7 +277,7 @@ mod tests {
 
     #[test]
     fn bad_configuration_is_a_server_error() {
-        let req = Request::from_cgi_vars([("EDGENN_CONFIG_INPUT_SHAPE", "1,x")], Vec::new());
-        assert_eq!(handle(req).status(), 500);
+        let req = Request::builder().config("input_shape", "1,x").build();
+        assert_eq!(respond(req).status(), 500);
     }
 }

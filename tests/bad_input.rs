@@ -48,46 +48,13 @@ fn k_out_of_range_and_unknown_model_or_backend() {
     chelsea_ok();
 }
 
-/// Sends a request over a raw socket, uploading the body from another thread while reading the
-/// response, as a browser does: the gateway answers 413 without reading an oversized body.
+/// Sends a request over a raw socket, uploading the body while the answer is read.
 fn raw_post(path: &str, headers: &str, body: Vec<u8>) -> (u16, serde_json::Value) {
-    use std::io::{Read, Write};
     let address = Gateway::shared().base.trim_start_matches("http://").to_string();
-    let mut stream = std::net::TcpStream::connect(&address).unwrap();
-    stream.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
     let head = format!(
         "POST {path} HTTP/1.1\r\nhost: {address}\r\ncontent-type: image/jpeg\r\nconnection: close\r\n{headers}\r\n"
     );
-    stream.write_all(head.as_bytes()).unwrap();
-    let mut writer = stream.try_clone().unwrap();
-    let upload = std::thread::spawn(move || {
-        for chunk in body.chunks(64 << 10) {
-            if writer.write_all(chunk).is_err() {
-                break;
-            }
-        }
-    });
-    let mut response = Vec::new();
-    let mut buffer = [0u8; 4096];
-    while let Ok(n) = stream.read(&mut buffer) {
-        if n == 0 {
-            break;
-        }
-        response.extend_from_slice(&buffer[..n]);
-        if let Some(end) = response.windows(4).position(|w| w == b"\r\n\r\n") {
-            let text = String::from_utf8_lossy(&response[..end]).to_string();
-            let length: usize = text
-                .lines()
-                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
-                .unwrap_or(0);
-            if response.len() >= end + 4 + length {
-                break;
-            }
-        }
-    }
-    let _ = stream.shutdown(std::net::Shutdown::Both);
-    let _ = upload.join();
-    let text = String::from_utf8_lossy(&response).to_string();
+    let text = send_while_reading(&address, &head, body);
     let status: u16 = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("{text:?}"));
     let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
     (status, serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body:?}")))

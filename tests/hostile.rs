@@ -17,19 +17,9 @@ fn scratch_root() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("hostile-{}", std::process::id()))
 }
 
-/// An app directory for a test program, with `extra` manifest lines and bundled files.
-fn app_dir(name: &str, program: &str, extra: &str, files: &[(&str, &[u8])]) -> PathBuf {
-    let dir = scratch_root().join("apps").join(name);
-    std::fs::create_dir_all(&dir).unwrap();
-    for (file, bytes) in files {
-        let path = dir.join(file);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, bytes).unwrap();
-    }
-    let wasm = guest_wasm(program);
-    std::fs::write(dir.join("edgenn.toml"), format!("name = \"{name}\"\nwasm = \"{}\"\n{extra}\n", wasm.display()))
-        .unwrap();
-    dir
+/// An app directory for a test program, under this run's scratch directory.
+fn app(name: &str, program: &str, extra: &str, files: &[(&str, &[u8])]) -> PathBuf {
+    app_dir(&scratch_root().join("apps"), name, program, extra, files)
 }
 
 /// One gateway with every hostile app and the admin API.
@@ -41,24 +31,24 @@ fn gateway() -> &'static Gateway {
         // ~120 GFLOP on tract, which cannot be stopped once it runs: seconds on this machine.
         let slow_tract = onnx::slow_matmul_chain(512, 1024, 120);
         let apps = [
-            app_dir("echo", "echo", "routes = [\"/v1/echo\"]", &[]),
-            app_dir("sleepy", "sleepy", "[limits]\ndeadline_ms = 500", &[]),
-            app_dir("abuse", "nn-abuse", "models = [\"wordlm\"]\n[limits]\nmemory_mib = 64", &[]),
-            app_dir("gather", "nn-tensor", "models = [\"wordlm\"]", &[]),
-            app_dir(
+            app("echo", "echo", "routes = [\"/v1/echo\"]", &[]),
+            app("sleepy", "sleepy", "[limits]\ndeadline_ms = 500", &[]),
+            app("abuse", "nn-abuse", "models = [\"wordlm\"]\n[limits]\nmemory_mib = 64", &[]),
+            app("gather", "nn-tensor", "models = [\"wordlm\"]", &[]),
+            app(
                 "slow-ort",
                 "nn-tensor",
                 "[[bundled_models]]\nname = \"slow\"\nfile = \"slow.onnx\"\nbackend = \"ort\"\n[limits]\ndeadline_ms = 500\nmemory_mib = 128",
                 &[("slow.onnx", &slow_ort)],
             ),
-            app_dir(
+            app(
                 "slow-tract",
                 "nn-tensor",
                 "[[bundled_models]]\nname = \"slow\"\nfile = \"slow.onnx\"\nbackend = \"tract\"\n[limits]\ndeadline_ms = 300\nmemory_mib = 128\nmax_concurrency = 1",
                 &[("slow.onnx", &slow_tract)],
             ),
-            app_dir("spin", "spin-forever", "[limits]\ndeadline_ms = 1500\nmax_concurrency = 2", &[]),
-            app_dir("stall", "echo", "[limits]\nmax_concurrency = 2", &[]),
+            app("spin", "spin-forever", "[limits]\ndeadline_ms = 1500\nmax_concurrency = 2", &[]),
+            app("stall", "echo", "[limits]\nmax_concurrency = 2", &[]),
         ];
         let mut args: Vec<&str> = vec!["--no-warm-up", "--admin-token", TOKEN, "--max-upload-mib", "4", "--body-timeout-secs", "2"];
         args.extend(["--header-timeout-secs", "2"]);
@@ -467,21 +457,7 @@ fn admin_errors_are_json_with_the_right_status() {
         body.len()
     );
     let address = gateway().base.trim_start_matches("http://").to_string();
-    let mut stream = TcpStream::connect(&address).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    stream.write_all(head.as_bytes()).unwrap();
-    let mut writer = stream.try_clone().unwrap();
-    let sender = std::thread::spawn(move || {
-        for chunk in body.chunks(64 << 10) {
-            if writer.write_all(chunk).is_err() {
-                break;
-            }
-        }
-    });
-    let mut answer = Vec::new();
-    let _ = stream.read_to_end(&mut answer);
-    let _ = sender.join();
-    let answer = String::from_utf8_lossy(&answer);
+    let answer = send_while_reading(&address, &head, body);
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     assert!(answer.contains("\"payload_too_large\""), "{answer}");
     let response = agent()

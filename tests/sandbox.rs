@@ -6,16 +6,6 @@ use common::*;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-/// Writes an app directory for a test program with the given manifest body.
-fn app_dir(root: &Path, name: &str, program: &str, extra: &str) -> PathBuf {
-    let dir = root.join(name);
-    std::fs::create_dir_all(&dir).unwrap();
-    let wasm = guest_wasm(program);
-    std::fs::write(dir.join("edgenn.toml"), format!("name = \"{name}\"\nwasm = \"{}\"\n{extra}\n", wasm.display()))
-        .unwrap();
-    dir
-}
-
 fn gateway() -> &'static Gateway {
     static GATEWAY: OnceLock<Gateway> = OnceLock::new();
     GATEWAY.get_or_init(|| {
@@ -27,11 +17,12 @@ fn gateway() -> &'static Gateway {
                 "echo",
                 "echo",
                 "routes = [\"/v1/echo\"]\n[config]\ngreeting = \"hello\"\nmax-words = \"3\"",
+                &[],
             ),
-            app_dir(&root, "spin", "spin-forever", "[limits]\ndeadline_ms = 200"),
-            app_dir(&root, "hog", "alloc-too-much", "[limits]\nmemory_mib = 32"),
-            app_dir(&root, "tensor-wordlm-only", "nn-tensor", "models = [\"wordlm\"]"),
-            app_dir(&root, "tensor-any", "nn-tensor", "models = [\"wordlm\", \"efficientnet-lite0\"]"),
+            app_dir(&root, "spin", "spin-forever", "[limits]\ndeadline_ms = 200", &[]),
+            app_dir(&root, "hog", "alloc-too-much", "[limits]\nmemory_mib = 32", &[]),
+            app_dir(&root, "tensor-wordlm-only", "nn-tensor", "models = [\"wordlm\"]", &[]),
+            app_dir(&root, "tensor-any", "nn-tensor", "models = [\"wordlm\", \"efficientnet-lite0\"]", &[]),
         ];
         let dirs: Vec<&Path> = apps.iter().map(PathBuf::as_path).collect();
         Gateway::start(&dirs, &["--no-warm-up"])

@@ -198,12 +198,21 @@ pub fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
     use std::io::Write;
     let mut file = std::fs::File::create(path)?;
     file.write_all(bytes)?;
-    file.sync_all()
+    sync(&file, path)
 }
 
 /// Makes a rename or a new entry durable: the directory itself is flushed.
 fn sync_dir(dir: &Path) -> io::Result<()> {
-    std::fs::File::open(dir)?.sync_all()
+    sync(&std::fs::File::open(dir)?, dir)
+}
+
+fn sync(file: &std::fs::File, path: &Path) -> io::Result<()> {
+    file.sync_all()?;
+    #[cfg(test)]
+    tests::SYNCED.with(|synced| synced.borrow_mut().push(path.to_path_buf()));
+    #[cfg(not(test))]
+    let _ = path;
+    Ok(())
 }
 
 /// Flushes every file and directory under `dir` (a staged upload: a handful of entries).
@@ -214,7 +223,7 @@ fn sync_tree(dir: &Path) -> io::Result<()> {
         if kind.is_dir() {
             sync_tree(&entry.path())?;
         } else if kind.is_file() {
-            std::fs::File::open(entry.path())?.sync_all()?;
+            sync(&std::fs::File::open(entry.path())?, &entry.path())?;
         }
     }
     sync_dir(dir)
@@ -223,6 +232,44 @@ fn sync_tree(dir: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    thread_local! {
+        /// Every path this thread's store flushed, in order.
+        pub(super) static SYNCED: std::cell::RefCell<Vec<PathBuf>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+
+    fn synced() -> Vec<PathBuf> {
+        SYNCED.with(|s| s.borrow_mut().drain(..).collect())
+    }
+
+    #[test]
+    fn a_version_is_on_disk_before_it_is_named_and_a_delete_is_durable() {
+        let root = scratch("durable");
+        let store = AppStore::open(&root).unwrap();
+        let staged = store.stage().unwrap();
+        std::fs::create_dir_all(staged.join("model")).unwrap();
+        std::fs::write(staged.join("model/m.onnx"), b"model").unwrap();
+        write_synced(&staged.join("edgenn.toml"), b"manifest").unwrap();
+        let _ = synced();
+        let version = store.add_version("app", &staged).unwrap();
+        let flushed = synced();
+        let app = root.join("apps/app");
+        // Every file and directory of the upload, before the rename...
+        for path in [staged.join("model/m.onnx"), staged.join("model"), staged.join("edgenn.toml"), staged.clone()] {
+            assert!(flushed.contains(&path), "{} was not flushed: {flushed:?}", path.display());
+        }
+        // ...then the directories whose entries changed: the new app directory's parent, and
+        // the app directory and staging directory after the rename.
+        assert!(flushed.contains(&root.join("apps")) && flushed.contains(&app), "{flushed:?}");
+        let position = |p: &Path| flushed.iter().position(|f| f == p).unwrap();
+        assert!(position(&staged) < position(&app), "the version directory is flushed before its rename");
+        store.make_current("app", &version).unwrap();
+        assert!(synced().contains(&app), "the new `current` link is flushed");
+        assert!(store.remove("app").unwrap());
+        let flushed = synced();
+        assert!(flushed.contains(&root.join("apps")), "the delete is flushed in the parent: {flushed:?}");
+        let _ = std::fs::remove_dir_all(&root);
+    }
 
     fn scratch(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("edgenn-persist-{name}-{}", std::process::id()));

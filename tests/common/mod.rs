@@ -167,3 +167,58 @@ pub fn multipart_parts(parts: &[(&str, Option<&str>, &[u8])]) -> (String, Vec<u8
     }
     (form.content_type(), form.finish())
 }
+
+/// Writes `head` on a new connection to `address`, uploads `body` from another thread while
+/// reading the answer, as a browser does (the gateway may answer, 413 say, before it has read
+/// the whole body), and returns the answer as text once it is complete.
+pub fn send_while_reading(address: &str, head: &str, body: Vec<u8>) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let upload = std::thread::spawn(move || {
+        for chunk in body.chunks(64 << 10) {
+            if writer.write_all(chunk).is_err() {
+                break;
+            }
+        }
+    });
+    let mut response = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while let Ok(n) = stream.read(&mut buffer) {
+        if n == 0 {
+            break;
+        }
+        response.extend_from_slice(&buffer[..n]);
+        if let Some(end) = response.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&response[..end]).to_string();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
+                .unwrap_or(0);
+            if response.len() >= end + 4 + length {
+                break;
+            }
+        }
+    }
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+    let _ = upload.join();
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+/// Writes an app directory for a test program: its manifest (`extra` after name and module)
+/// and `files` (bundled models) beside it.
+pub fn app_dir(root: &Path, name: &str, program: &str, extra: &str, files: &[(&str, &[u8])]) -> PathBuf {
+    let dir = root.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    for (file, bytes) in files {
+        let path = dir.join(file);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    }
+    let wasm = guest_wasm(program);
+    std::fs::write(dir.join("edgenn.toml"), format!("name = \"{name}\"\nwasm = \"{}\"\n{extra}\n", wasm.display()))
+        .unwrap();
+    dir
+}

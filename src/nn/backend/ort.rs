@@ -110,7 +110,7 @@ struct OrtModel {
     pool: SessionPool,
 }
 
-#[derive(Clone)]
+/// A loaded model, shared by every instance that runs it.
 pub struct OrtGraph(Arc<OrtModel>);
 
 impl LoadedGraph for OrtGraph {

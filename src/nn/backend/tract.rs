@@ -91,7 +91,7 @@ impl TractModel {
     }
 }
 
-#[derive(Clone)]
+/// A loaded model, shared by every instance that runs it.
 pub struct TractGraph(Arc<TractModel>);
 
 impl LoadedGraph for TractGraph {

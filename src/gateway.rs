@@ -78,7 +78,7 @@ fn backends(models: &ModelsConfig) -> Backends {
     backends.register(TractBackend);
     let ort = match &models.ort_library {
         Some(path) => OrtBackend::new(path, models.ort).map_err(|e| describe(&e)),
-        None => Err("no ONNX Runtime library configured (--ort-library or ORT_DYLIB_PATH)".to_string()),
+        None => Err("no ONNX Runtime library configured (--ort-library or EDGENN_ORT_LIBRARY)".to_string()),
     };
     match ort {
         Ok(ort) => {

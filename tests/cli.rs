@@ -116,3 +116,38 @@ fn template_app_lifecycle_over_http() {
     let _ = std::fs::remove_dir_all(&app);
     let _ = std::fs::remove_dir_all(&data);
 }
+
+#[test]
+fn a_path_named_explicitly_must_exist() {
+    for (args, named) in [
+        (
+            vec!["serve", "--app", "./no-such-app", "--listen", "127.0.0.1:0", "--exit-on-stdin-eof"],
+            "--app ./no-such-app",
+        ),
+        (
+            vec!["serve", "--models", "no-such-models", "--listen", "127.0.0.1:0", "--exit-on-stdin-eof"],
+            "--models no-such-models",
+        ),
+        (
+            vec!["serve", "--web-demo", "no-such-demo", "--listen", "127.0.0.1:0", "--exit-on-stdin-eof"],
+            "--web-demo no-such-demo",
+        ),
+        (
+            vec!["serve", "--ort-library", "/no/such/lib.so", "--listen", "127.0.0.1:0", "--exit-on-stdin-eof"],
+            "--ort-library /no/such/lib.so",
+        ),
+    ] {
+        let (ok, out, err) = edgenn(&args);
+        assert!(!ok, "{args:?} started: {out}");
+        assert!(err.contains(named), "{args:?}: {err}");
+    }
+    // The same from the environment. (Had it started, it would exit at once: stdin is closed.)
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_edgenn"))
+        .current_dir(repo())
+        .args(["serve", "--listen", "127.0.0.1:0", "--exit-on-stdin-eof"])
+        .env("EDGENN_APPS", "./typo")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("./typo"));
+}

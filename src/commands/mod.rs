@@ -77,7 +77,7 @@ pub struct EngineArgs {
     #[arg(long = "models", default_value = "models", env = "EDGENN_MODELS", value_delimiter = ',')]
     model_roots: Vec<PathBuf>,
     /// ONNX Runtime shared library (libonnxruntime.so). Without it only tract serves.
-    #[arg(long, env = "ORT_DYLIB_PATH", default_value = ".edgenn/onnxruntime/libonnxruntime.so.1.31.1")]
+    #[arg(long, env = "EDGENN_ORT_LIBRARY", default_value = ".edgenn/onnxruntime/libonnxruntime.so.1.31.1")]
     ort_library: PathBuf,
     /// ONNX Runtime sessions per model: inferences of one model that may run at once.
     #[arg(long, env = "EDGENN_ORT_SESSIONS", default_value_t = OrtOptions::default().sessions_per_model)]
@@ -114,9 +114,19 @@ pub struct EngineArgs {
     exit_on_stdin_eof: bool,
 }
 
+/// For supervisors and tests that own the process: exit when standard input closes.
+fn exit_when_stdin_closes() {
+    std::thread::spawn(|| {
+        let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+        tracing::info!("standard input closed: exiting");
+        std::process::exit(0);
+    });
+}
+
 impl EngineArgs {
     /// The gateway configuration these options give, with no apps, no demo page and no admin
-    /// API yet. A path the user named that does not exist is an error.
+    /// API yet. A path the user named that does not exist is an error. Call it after checking
+    /// the command's own options: with `--exit-on-stdin-eof` it starts watching stdin.
     fn gateway_config(self, given: &Given<'_>) -> anyhow::Result<GatewayConfig> {
         for root in &self.model_roots {
             if given.explicitly("model_roots") && !root.is_dir() {
@@ -132,11 +142,7 @@ impl EngineArgs {
             None
         };
         if self.exit_on_stdin_eof {
-            std::thread::spawn(|| {
-                let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
-                tracing::info!("standard input closed: exiting");
-                std::process::exit(0);
-            });
+            exit_when_stdin_closes();
         }
         Ok(GatewayConfig {
             listen: self.listen,

@@ -33,19 +33,19 @@ pub struct ServeArgs {
 }
 
 pub async fn execute(args: ServeArgs, given: &Given<'_>) -> anyhow::Result<()> {
-    let mut config = args.engine.gateway_config(given)?;
     for dir in &args.app_dirs {
         if given.explicitly("app_dirs") && !dir.join(MANIFEST_FILE).is_file() {
             bail!("--app {}: no {MANIFEST_FILE} there", dir.display());
         }
     }
+    let web_demo_present = args.web_demo.join("index.html").is_file();
+    if !args.no_web_demo && given.explicitly("web_demo") && !web_demo_present {
+        bail!("--web-demo {}: no index.html there", args.web_demo.display());
+    }
+    let mut config = args.engine.gateway_config(given)?;
     config.apps.dirs = args.app_dirs.into_iter().filter(|dir| dir.join(MANIFEST_FILE).is_file()).collect();
-    if !args.no_web_demo {
-        let present = args.web_demo.join("index.html").is_file();
-        if given.explicitly("web_demo") && !present {
-            bail!("--web-demo {}: no index.html there", args.web_demo.display());
-        }
-        config.web_demo = present.then_some(args.web_demo);
+    if !args.no_web_demo && web_demo_present {
+        config.web_demo = Some(args.web_demo);
     }
     config.admin = Some(AdminConfig {
         data_dir: args.data_dir,

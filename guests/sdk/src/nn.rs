@@ -301,7 +301,7 @@ mod imp {
             let mut out = vec![0f32; len];
             match session.ctx.get_output(index, &mut out) {
                 Ok(bytes) => {
-                    out.truncate(bytes / std::mem::size_of::<f32>());
+                    out.truncate(bytes / size_of::<f32>());
                     return Ok(out);
                 }
                 Err(e) if describe(&e).0 == Some(TOO_LARGE) && len < MAX_OUTPUT_LEN => {

@@ -88,7 +88,7 @@ pub const MAX_CONFIG_KEY_BYTES: usize = 64;
 pub const MAX_CONFIG_BYTES: usize = 32 << 10;
 
 /// Routes are at most this long, so looking one up costs a bounded number of hash lookups
-/// whatever the request path (see `Apps::by_route`).
+/// whatever the request path (see `Apps::route_for`).
 pub const MAX_ROUTE_BYTES: usize = 128;
 
 /// Paths the gateway serves itself, with what serves them. An app route may be none of them

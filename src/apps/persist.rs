@@ -10,10 +10,10 @@
 //! `current`. A gateway killed at any point restarts with either the old or the new version,
 //! never neither; leftovers (staging, versions `current` does not name) are removed at start.
 //!
-//! Durable across a power loss, not only a crash: every file is `fsync`ed as it is written, a
-//! version directory and its sub-directories before it is renamed into place, and the parent
-//! directory after every rename, create and delete, so `current` never names files the kernel
-//! had not yet written.
+//! Durable across a power loss, not only a crash: every file and directory of a staged upload
+//! is `fsync`ed before it is renamed into place as a version, and the parent directory after
+//! every rename, create and delete, so `current` never names files the kernel had not yet
+//! written. Writers of a staged directory need not flush anything themselves.
 //!
 //! Every method that takes an app name refuses one that is not a single, valid path component
 //! (see [`app_component`]): the store never touches a path outside its own directory, whoever
@@ -141,7 +141,7 @@ impl AppStore {
                 let name = app.file_name()?.to_str().filter(|n| app_component(n).is_ok())?.to_string();
                 let target = std::fs::read_link(app.join(CURRENT)).ok()?;
                 // `current` is a sibling name; anything else was not written by the store.
-                let target = target.to_str().filter(|t| app_component_like(t))?.to_string();
+                let target = target.to_str().filter(|t| is_version_name(t))?.to_string();
                 Some((name, app.join(target)))
             })
             .filter(|(_, version)| version.is_dir() && !version.is_symlink())
@@ -189,16 +189,8 @@ pub fn app_component(name: &str) -> io::Result<&str> {
 }
 
 /// A version or symlink target as the store names them (`v<millis>-<pid>-<n>`).
-fn app_component_like(name: &str) -> bool {
+fn is_version_name(name: &str) -> bool {
     !name.is_empty() && !name.starts_with('.') && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-}
-
-/// Writes a file and flushes it to disk before returning.
-pub fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    use std::io::Write;
-    let mut file = std::fs::File::create(path)?;
-    file.write_all(bytes)?;
-    sync(&file, path)
 }
 
 /// Makes a rename or a new entry durable: the directory itself is flushed.
@@ -249,8 +241,7 @@ mod tests {
         let staged = store.stage().unwrap();
         std::fs::create_dir_all(staged.join("model")).unwrap();
         std::fs::write(staged.join("model/m.onnx"), b"model").unwrap();
-        write_synced(&staged.join("edgenn.toml"), b"manifest").unwrap();
-        let _ = synced();
+        std::fs::write(staged.join("edgenn.toml"), b"manifest").unwrap();
         let version = store.add_version("app", &staged).unwrap();
         let flushed = synced();
         let app = root.join("apps/app");

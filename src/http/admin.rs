@@ -22,7 +22,7 @@
 use super::{ApiError, HttpState};
 use crate::apps::CallError;
 use crate::apps::manifest::{AppManifest, MANIFEST_FILE, STORED_WASM_FILE, is_relative_inside};
-use crate::apps::persist::{AppStore, app_component, write_synced};
+use crate::apps::persist::{AppStore, app_component};
 use axum::Json;
 use axum::extract::multipart::{Field, MultipartError, MultipartRejection};
 use axum::extract::{DefaultBodyLimit, Multipart, Path, Request, State};
@@ -193,23 +193,43 @@ fn bundled_file_path(file_name: &str) -> Option<PathBuf> {
     (!normal.as_os_str().is_empty() && !reserved && !hidden).then_some(normal)
 }
 
-/// Streams one file part to `target`, creating its directories.
+/// Where the module part is streamed while the upload arrives; renamed to the stored module
+/// once everything is validated. Hidden, so no bundled file can be named like it.
+const UPLOADING_WASM: &str = ".app.wasm.part";
+
+/// A manifest is text with a bounded `[config]`; no valid one comes near this.
+const MAX_MANIFEST_BYTES: usize = 4 << 20;
+
+/// Streams one part to `target`, creating its directories. Nothing is flushed here:
+/// `AppStore::add_version` flushes the whole staged directory before it goes live.
 async fn write_part(field: &mut Field<'_>, target: &std::path::Path, max_bytes: usize) -> Result<(), ApiError> {
     if let Some(parent) = target.parent() {
         std::fs::create_dir_all(parent)
             .map_err(|e| ApiError::BadRequest(format!("cannot store {}: {e}", target.display())))?;
     }
     let mut file = std::fs::File::create(target)?;
-    while let Some(chunk) = field.chunk().await.map_err(|e| upload_error("cannot read a bundled file", e, max_bytes))? {
+    while let Some(chunk) = field.chunk().await.map_err(|e| upload_error("cannot read a part", e, max_bytes))? {
         file.write_all(&chunk)?;
     }
-    file.sync_all()?;
     Ok(())
 }
 
-/// Writes the multipart upload into `dir` as an app directory: the bundled files as they
-/// arrive, then the module and `edgenn.toml` (with `wasm` naming the stored module) last, so
-/// no part can overwrite what was validated.
+/// Reads the manifest part, refusing one over [`MAX_MANIFEST_BYTES`] before holding it.
+async fn read_manifest_part(field: &mut Field<'_>, max_bytes: usize) -> Result<String, ApiError> {
+    let mut text = Vec::new();
+    while let Some(chunk) = field.chunk().await.map_err(|e| upload_error("cannot read the manifest", e, max_bytes))? {
+        if text.len() + chunk.len() > MAX_MANIFEST_BYTES {
+            return Err(ApiError::PayloadTooLarge(MAX_MANIFEST_BYTES));
+        }
+        text.extend_from_slice(&chunk);
+    }
+    String::from_utf8(text).map_err(|_| ApiError::BadRequest(format!("{MANIFEST_FILE} is not UTF-8")))
+}
+
+/// Writes the multipart upload into `dir` as an app directory: the module and the bundled
+/// files streamed to disk as they arrive (the module under a hidden name), then, once all is
+/// validated, the module renamed into place and `edgenn.toml` (with `wasm` naming the stored
+/// module) written last, so no part can overwrite what was validated.
 async fn write_upload(
     name: &str,
     mut multipart: Multipart,
@@ -218,7 +238,7 @@ async fn write_upload(
 ) -> Result<(), ApiError> {
     let bad = |m: String| ApiError::BadRequest(m);
     let mut manifest: Option<AppManifest> = None;
-    let mut wasm: Option<bytes::Bytes> = None;
+    let mut wasm = false;
     let mut files: Vec<PathBuf> = Vec::new();
     while let Some(mut field) =
         multipart.next_field().await.map_err(|e| upload_error("malformed multipart body", e, max_bytes))?
@@ -226,7 +246,7 @@ async fn write_upload(
         let field_name = field.name().unwrap_or_default().to_string();
         match field_name.as_str() {
             "manifest" => {
-                let text = field.text().await.map_err(|e| upload_error("cannot read the manifest", e, max_bytes))?;
+                let text = read_manifest_part(&mut field, max_bytes).await?;
                 let parsed = AppManifest::parse(&text).map_err(|e| bad(format!("invalid {MANIFEST_FILE}: {e}")))?;
                 if parsed.name != name {
                     return Err(bad(format!("the manifest names app {:?}, the URL {name:?}", parsed.name)));
@@ -234,7 +254,8 @@ async fn write_upload(
                 manifest = Some(parsed);
             }
             "wasm" => {
-                wasm = Some(field.bytes().await.map_err(|e| upload_error("cannot read the module", e, max_bytes))?);
+                write_part(&mut field, &dir.join(UPLOADING_WASM), max_bytes).await?;
+                wasm = true;
             }
             "file" => {
                 let given = field.file_name().unwrap_or_default().to_string();
@@ -250,7 +271,9 @@ async fn write_upload(
         }
     }
     let mut manifest = manifest.ok_or_else(|| bad("the upload has no `manifest` part".into()))?;
-    let wasm = wasm.ok_or_else(|| bad("the upload has no `wasm` part".into()))?;
+    if !wasm {
+        return Err(bad("the upload has no `wasm` part".into()));
+    }
     for bundled in &mut manifest.bundled_models {
         let path = bundled_file_path(&bundled.file.to_string_lossy())
             .ok_or_else(|| bad(format!("bundled model file {:?} is not a name an upload may use", bundled.file)))?;
@@ -263,9 +286,9 @@ async fn write_upload(
         return Err(bad(format!("file {extra:?} is not a bundled model of the manifest")));
     }
     manifest.wasm = PathBuf::from(STORED_WASM_FILE);
-    write_synced(&dir.join(STORED_WASM_FILE), &wasm)?;
+    std::fs::rename(dir.join(UPLOADING_WASM), dir.join(STORED_WASM_FILE))?;
     let text = toml::to_string(&manifest).map_err(|e| bad(format!("cannot store the manifest: {e}")))?;
-    write_synced(&dir.join(MANIFEST_FILE), text.as_bytes())?;
+    std::fs::write(dir.join(MANIFEST_FILE), text)?;
     Ok(())
 }
 

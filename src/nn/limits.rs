@@ -77,7 +77,9 @@ pub fn current_deadline() -> Option<Instant> {
     DEADLINE.with(Cell::get)
 }
 
-/// A backend tells the host that it stopped (or did not start) work because of the deadline.
+/// A backend tells the host that it refused work because of the deadline before the deadline
+/// itself passed (tract, when a run could not finish in the time left). Past the deadline
+/// [`DeadlineScope::exceeded`] sees it without being told.
 pub fn mark_deadline_exceeded() {
     EXCEEDED.with(|e| e.set(true));
 }

@@ -1,9 +1,8 @@
-//! What one app may load, and the per-instance registry that answers its guest's
+//! What one app may load, and the per-instance registry that resolves its guest's
 //! `load_by_name` within it.
 
 use super::store::{ModelStore, SharedGraph};
 use super::{ModelKey, ModelRef, NnError};
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Which models an app may load: shared models it declares (or all, for a local runner or a
@@ -33,29 +32,23 @@ impl ModelAccess {
     }
 }
 
-/// Per-instance model registry: cheap to create (an `Arc` and an empty map), fills itself from
-/// the shared store as the guest asks for models.
+/// Per-instance model registry: the shared store seen through what this app may load. Cheap to
+/// create (two `Arc`s); the wasi-nn host keeps the handles of what the guest loaded.
 pub struct AppGraphRegistry {
     store: Arc<ModelStore>,
     access: Arc<ModelAccess>,
-    loaded: HashMap<String, SharedGraph>,
 }
 
 impl AppGraphRegistry {
     pub(super) fn new(store: Arc<ModelStore>, access: Arc<ModelAccess>) -> Self {
-        Self { store, access, loaded: HashMap::new() }
+        Self { store, access }
     }
 
     /// The graph for a `load_by_name` reference (`model` or `model@backend`), within what the
-    /// app may load. The same reference again is answered from this instance's map.
-    pub fn load(&mut self, reference: &str) -> Result<SharedGraph, NnError> {
-        if let Some(graph) = self.loaded.get(reference) {
-            return Ok(graph.clone());
-        }
+    /// app may load.
+    pub fn load(&self, reference: &str) -> Result<SharedGraph, NnError> {
         let model: ModelRef = reference.parse()?;
         let key = self.access.resolve(&model.name)?;
-        let (graph, _) = self.store.graph(&key, model.backend)?;
-        self.loaded.insert(reference.to_string(), graph.clone());
-        Ok(graph)
+        self.store.graph(&key, model.backend).map(|(graph, _)| graph)
     }
 }

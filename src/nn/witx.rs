@@ -69,6 +69,7 @@ impl From<Kill> for Failure {
 pub struct WitxNn {
     registry: AppGraphRegistry,
     graphs: Vec<SharedGraph>,
+    /// Reference the guest loaded -> its graph handle: loading it again gives the same one.
     handles: HashMap<String, u32>,
     contexts: Vec<Context>,
     deadline: Instant,
@@ -130,7 +131,7 @@ impl WitxNn {
         Ok((self.contexts.len() - 1) as u32)
     }
 
-    /// Runs `call` on a context, converting a panic into the runtime-error errno, then charges
+    /// Runs `operation` on a context, converting a panic into the runtime-error errno, then charges
     /// what the context now holds.
     fn with_context<R>(
         &mut self,
@@ -138,9 +139,8 @@ impl WitxNn {
         context: u32,
         operation: impl FnOnce(&mut MeteredExecution) -> Result<R, Failure>,
     ) -> Result<R, Failure> {
-        let metrics = self.metrics.clone();
         let context = self.contexts.get_mut(context as usize).ok_or(Errno::InvalidArgument)?;
-        let result = guarded(&metrics, || operation(&mut context.execution));
+        let result = guarded(&self.metrics, || operation(&mut context.execution));
         let held = context.execution.held_bytes();
         budget.recharge_host(context.charged, held)?;
         context.charged = held;

@@ -9,7 +9,7 @@
 //! `RunOptions` when the deadline passes (ONNX Runtime checks it between kernels).
 
 use super::{Backend, BackendKind, Error, Execution, LoadedGraph, Slots, bytes_to_vec, dimensions_u32};
-use crate::nn::limits::{current_deadline, mark_deadline_exceeded};
+use crate::nn::limits::current_deadline;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::{RunOptions, Session};
 use ort::value::{DynValue, Tensor as OrtTensor, TensorElementType};
@@ -141,17 +141,14 @@ impl OrtExecution {
     fn run(model: &OrtModel, slots: &Slots<DynValue>) -> Result<Vec<Tensor>, Error> {
         let values = slots.all_inputs()?;
         let deadline = current_deadline();
+        // Past the deadline (no session came free, or the watchdog stopped the run) the host's
+        // deadline scope sees the time itself: nothing to mark here.
         let Some(mut session) = model.pool.checkout(deadline) else {
-            mark_deadline_exceeded();
             return Err(Error::Deadline("no ONNX Runtime session became free before the deadline".into()));
         };
         let options = Arc::new(RunOptions::new()?);
         let _watch = deadline.map(|deadline| watchdog().watch(deadline, options.clone()));
-        let outputs = session.run_with_options(values, &*options).inspect_err(|_| {
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                mark_deadline_exceeded();
-            }
-        })?;
+        let outputs = session.run_with_options(values, &*options)?;
         model.output_names.iter().map(|name| from_ort_value(&outputs[name.as_str()])).collect()
     }
 }

@@ -121,19 +121,22 @@ fn admin_names_never_reach_the_filesystem() {
 
 // --- 2. Deadlines bound host calls ------------------------------------------------------
 
+/// Calls `path` and asserts it is answered 504 `deadline_exceeded` within `within`.
+fn assert_stopped_within(method: &str, path: &str, body: &[u8], within: Duration, why: &str) {
+    let started = Instant::now();
+    let (status, json) = call(method, path, body);
+    let elapsed = started.elapsed();
+    assert!(elapsed < within, "answered after {elapsed:?}; {why}");
+    assert_eq!(status, 504, "{json}");
+    assert_eq!(json["kind"], "deadline_exceeded", "{json}");
+}
+
 #[test]
 fn a_guest_sleeping_in_the_host_is_stopped_at_its_deadline() {
     // Started first, so that its start-up is not timed.
     gateway();
-    let started = Instant::now();
-    let (status, json) = call("GET", "/apps/sleepy?ms=8000", b"");
-    let elapsed = started.elapsed();
-    assert!(
-        elapsed < Duration::from_secs(4),
-        "answered after {elapsed:?}; the guest asked for 8 s, its deadline is 0.5 s"
-    );
-    assert_eq!(status, 504, "{json}");
-    assert_eq!(json["kind"], "deadline_exceeded", "{json}");
+    let why = "the guest asked for 8 s, its deadline is 0.5 s";
+    assert_stopped_within("GET", "/apps/sleepy?ms=8000", b"", Duration::from_secs(4), why);
     // A short sleep within the deadline is served.
     let (status, json) = call("GET", "/apps/sleepy?ms=10", b"");
     assert_eq!((status, json["slept_ms"].as_u64()), (200, Some(10)), "{json}");
@@ -144,15 +147,9 @@ fn a_long_onnx_runtime_inference_is_terminated_at_the_deadline() {
     let body = f32_body(512 * 1024);
     gateway();
     for _ in 0..2 {
-        let started = Instant::now();
-        let (status, json) = call("POST", "/apps/slow-ort?model=slow&shape=512,1024&type=f32", &body);
-        let elapsed = started.elapsed();
-        assert!(
-            elapsed < Duration::from_secs(4),
-            "answered after {elapsed:?}; deadline 0.5 s, the full run takes far longer"
-        );
-        assert_eq!(status, 504, "{json}");
-        assert_eq!(json["kind"], "deadline_exceeded", "{json}");
+        let why = "deadline 0.5 s, the full run takes far longer";
+        let path = "/apps/slow-ort?model=slow&shape=512,1024&type=f32";
+        assert_stopped_within("POST", path, &body, Duration::from_secs(4), why);
     }
     echo_ok();
 }
@@ -161,16 +158,14 @@ fn a_long_onnx_runtime_inference_is_terminated_at_the_deadline() {
 fn a_tract_inference_that_cannot_be_stopped_is_answered_at_the_deadline_and_holds_the_apps_turn() {
     let body = f32_body(512 * 1024);
     gateway();
-    let started = Instant::now();
-    let (status, json) = call("POST", "/apps/slow-tract?model=slow&shape=512,1024&type=f32", &body);
-    assert!(started.elapsed() < Duration::from_secs(2), "answered after {:?}; deadline 0.3 s", started.elapsed());
-    assert_eq!(status, 504, "{json}");
+    let path = "/apps/slow-tract?model=slow&shape=512,1024&type=f32";
+    assert_stopped_within("POST", path, &body, Duration::from_secs(2), "deadline 0.3 s");
     // Until the first run is done its thread keeps the app's only turn: the next request waits
     // its deadline for it and is refused, or, once that run is over, is refused at once
     // because a run takes longer than its deadline. It never runs past its deadline.
     for _ in 0..3 {
         let started = Instant::now();
-        let (status, json) = call("POST", "/apps/slow-tract?model=slow&shape=512,1024&type=f32", &body);
+        let (status, json) = call("POST", path, &body);
         assert!(status == 429 || status == 504, "{status} {json}");
         assert!(started.elapsed() < Duration::from_secs(3), "answered after {:?}", started.elapsed());
     }

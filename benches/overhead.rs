@@ -93,6 +93,7 @@ fn main() {
         deadline: Duration::from_secs(30),
         models: Arc::new(ModelAccess::everything()),
         config_env: Arc::from(Vec::new()),
+        outbound: Arc::from(Vec::new()),
     };
     println!("edgenn overhead benchmarks ({} cores)", std::thread::available_parallelism().map_or(1, |n| n.get()));
 

@@ -6,10 +6,20 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 out="$repo/guests/target/wasm32-wasip1/release"
 
+# The Rust components are built by scripts/build-components.sh: separately, because the SDK's
+# `component` feature must not be unified into the WAGI apps' build. A crate that turns that
+# feature on is a component.
+excluded=()
+for manifest in "$repo"/guests/*/Cargo.toml "$repo"/guests/test-programs/*/Cargo.toml; do
+    if grep -q '^edgenn-guest-sdk = .*"component"' "$manifest"; then
+        excluded+=(--exclude "$(basename "$(dirname "$manifest")")")
+    fi
+done
+
 echo "==> building guest apps (scripts/guest-cargo build --release --workspace)" >&2
 started=$SECONDS
 cd "$repo/guests"
-"$repo/scripts/guest-cargo" build --release --locked --workspace "$@"
+"$repo/scripts/guest-cargo" build --release --locked --workspace "${excluded[@]}" "$@"
 echo "==> guests built in $((SECONDS - started)) s: $out/" >&2
 for wasm in "$out"/*.wasm; do
     [[ -e "$wasm" ]] || continue

@@ -17,6 +17,9 @@
 //! max_body_bytes = 20971520
 //! max_concurrency = 8                # requests of this app running at once (as many may wait)
 //!
+//! # components only: origins wasi:http/outgoing-handler may reach (Spin's form; none by default)
+//! allowed_outbound_hosts = ["https://api.example.com", "http://127.0.0.1:*"]
+//!
 //! [config]                           # given to the guest as EDGENN_CONFIG_<KEY>
 //! model = "efficientnet-lite0"
 //! ```
@@ -24,6 +27,7 @@
 use crate::nn::backend::BackendKind;
 pub use crate::nn::manifest::ManifestError;
 use crate::nn::manifest::{is_valid_name, parse_manifest, read_manifest};
+use crate::runtime::outbound::{AllowedOrigin, MAX_ORIGINS};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -44,6 +48,9 @@ pub struct AppManifest {
     pub bundled_models: Vec<BundledModel>,
     #[serde(default)]
     pub limits: Limits,
+    /// Origins a component may send HTTP requests to (`runtime::outbound`).
+    #[serde(default)]
+    pub allowed_outbound_hosts: Vec<String>,
     #[serde(default)]
     pub config: BTreeMap<String, String>,
 }
@@ -185,6 +192,10 @@ impl AppManifest {
         if !(1..=MAX_CONCURRENCY).contains(&l.max_concurrency) {
             return Err(format!("limits.max_concurrency must be 1..={MAX_CONCURRENCY}"));
         }
+        if self.allowed_outbound_hosts.len() > MAX_ORIGINS {
+            return Err(format!("allowed_outbound_hosts may list at most {MAX_ORIGINS} origins"));
+        }
+        self.outbound_origins()?;
         if self.config.len() > MAX_CONFIG_KEYS {
             return Err(format!("[config] has {} keys; at most {MAX_CONFIG_KEYS} are allowed", self.config.len()));
         }
@@ -205,6 +216,13 @@ impl AppManifest {
             return Err(format!("[config] is {config_bytes} bytes; at most {MAX_CONFIG_BYTES} are allowed"));
         }
         Ok(())
+    }
+}
+
+impl AppManifest {
+    /// `allowed_outbound_hosts`, parsed.
+    pub fn outbound_origins(&self) -> Result<Vec<AllowedOrigin>, String> {
+        self.allowed_outbound_hosts.iter().map(|origin| AllowedOrigin::parse(origin)).collect()
     }
 }
 
@@ -271,6 +289,7 @@ mod tests {
             ("/v1/classify", "/v1//x"),
             ("backend = \"ort\"", "\"bad key\" = \"x\""),
             ("wasm = ", "unknown = 1\nwasm = "),
+            ("wasm = ", "allowed_outbound_hosts = [\"api.example.com\"]\nwasm = "),
             ("[limits]", "[[bundled_models]]\nname = \"x\"\nfile = \"../x.onnx\"\nbackend = \"tract\"\n[limits]"),
             (
                 "[limits]",
@@ -283,6 +302,8 @@ mod tests {
         // A prefix that only shares characters, not a segment, is not a built-in's.
         assert!(AppManifest::parse(&EXAMPLE.replace("/v1/classify", "/v1/modelsx")).is_ok());
         assert!(AppManifest::parse(&EXAMPLE.replace("/v1/classify", "/administrator")).is_ok());
+        let outbound = EXAMPLE.replace("wasm = ", "allowed_outbound_hosts = [\"http://127.0.0.1:*\"]\nwasm = ");
+        assert_eq!(AppManifest::parse(&outbound).unwrap().outbound_origins().unwrap().len(), 1);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::nn::{ModelAccess, ModelKey, ModelStore, NnError};
 use crate::runtime::wagi::{GuestRequest, config_variable};
 use crate::runtime::{AppPolicy, GuestModule, GuestRun, Runtime, RuntimeError};
 pub use manifest::{AppManifest, ManifestError};
-use manifest::{MAX_ROUTE_BYTES, is_at_or_below};
+use manifest::{MANIFEST_FILE, MAX_ROUTE_BYTES, is_at_or_below};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::Path;
@@ -94,6 +94,8 @@ impl App {
             max_body_bytes: m.limits.max_body_bytes,
             max_concurrency: m.limits.max_concurrency,
             wasm_bytes: self.wasm_bytes,
+            abi: self.module.abi(),
+            allowed_outbound_hosts: m.allowed_outbound_hosts.clone(),
         }
     }
 }
@@ -108,6 +110,9 @@ pub struct AppInfo {
     pub max_body_bytes: usize,
     pub max_concurrency: usize,
     pub wasm_bytes: u64,
+    /// `wagi` (a core module) or `component` (wasi:http/proxy).
+    pub abi: &'static str,
+    pub allowed_outbound_hosts: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -200,6 +205,10 @@ impl Apps {
                 return Err(DeployError::UnknownModel { app: manifest.name.clone(), model: model.clone() });
             }
         }
+        // Checked when the manifest was parsed; parsed again here, not trusted.
+        let outbound = manifest
+            .outbound_origins()
+            .map_err(|message| ManifestError::Invalid { path: dir.join(MANIFEST_FILE), message })?;
         let module =
             self.runtime.compile(wasm).map_err(|source| DeployError::Module { app: manifest.name.clone(), source })?;
         let bundled = self.register_bundled(&manifest, dir)?;
@@ -212,6 +221,7 @@ impl Apps {
             deadline: Duration::from_millis(manifest.limits.deadline_ms),
             models: Arc::new(access),
             config_env: config_env.into(),
+            outbound: outbound.into(),
         };
         let bundled_keys = bundled.into_iter().map(|(_, key)| key).collect();
         let turns = Arc::new(Semaphore::new(manifest.limits.max_concurrency));

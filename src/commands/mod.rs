@@ -1,7 +1,8 @@
-//! The command line: `edgenn serve`, `run`, `deploy` and `new`, one file each, with what they
+//! The command line: `edgenn serve`, `run`, `deploy`, `new` and `componentize`, one file each, with what they
 //! share (the options of a serving gateway) here.
 
 pub mod client;
+pub mod componentize;
 pub mod deploy;
 pub mod new;
 pub mod run;
@@ -38,6 +39,8 @@ enum Command {
     Deploy(deploy::DeployArgs),
     /// Create a new app from the template.
     New(new::NewArgs),
+    /// Turn a wasm32-wasip1 module with wit-bindgen exports into a wasi:http/proxy component.
+    Componentize(componentize::ComponentizeArgs),
 }
 
 /// Parses the command line and runs the command.
@@ -54,6 +57,7 @@ pub async fn main() -> anyhow::Result<()> {
         Command::Run(args) => run::execute(args, &given).await,
         Command::Deploy(args) => deploy::execute(args),
         Command::New(args) => new::execute(args),
+        Command::Componentize(args) => componentize::execute(args),
     }
 }
 
@@ -91,6 +95,13 @@ pub struct EngineArgs {
     /// Guest instances alive at once; further requests wait.
     #[arg(long, env = "EDGENN_MAX_INSTANCES", default_value_t = RuntimeConfig::default().max_instances)]
     max_instances: u32,
+    /// Where compiled apps are kept on disk, so that a restart does not compile them again
+    /// (keyed by the module's hash and the engine's settings).
+    #[arg(long, env = "EDGENN_COMPILE_CACHE", default_value = ".edgenn/compiled")]
+    compile_cache: PathBuf,
+    /// Keep no compiled code on disk: compile every app at every start.
+    #[arg(long, env = "EDGENN_NO_COMPILE_CACHE", conflicts_with = "compile_cache")]
+    no_compile_cache: bool,
     /// Do not load the apps' models at start.
     #[arg(long, env = "EDGENN_NO_WARM_UP")]
     no_warm_up: bool,
@@ -155,7 +166,11 @@ impl EngineArgs {
                 warm_up: !self.no_warm_up,
             },
             apps: AppsConfig::default(),
-            runtime: RuntimeConfig { max_instances: self.max_instances, ..RuntimeConfig::default() },
+            runtime: RuntimeConfig {
+                max_instances: self.max_instances,
+                compile_cache: (!self.no_compile_cache).then_some(self.compile_cache),
+                ..RuntimeConfig::default()
+            },
             http: HttpLimits {
                 header_read_timeout: Duration::from_secs(self.header_timeout_secs.max(1)),
                 body_read_timeout: Duration::from_secs(self.body_timeout_secs.max(1)),

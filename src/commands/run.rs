@@ -22,6 +22,10 @@ pub struct RunArgs {
     /// A config value for a bare .wasm module (EDGENN_CONFIG_<KEY>): KEY=VALUE; repeatable.
     #[arg(long = "config", value_parser = parse_key_value)]
     config: Vec<(String, String)>,
+    /// An origin a bare component may call (`https://api.example.com`, `http://127.0.0.1:*`);
+    /// repeatable. Without one it may call nothing.
+    #[arg(long = "allow-outbound")]
+    allowed_outbound_hosts: Vec<String>,
     #[command(flatten)]
     engine: EngineArgs,
 }
@@ -40,7 +44,7 @@ pub async fn execute(args: RunArgs, given: &Given<'_>) -> anyhow::Result<()> {
     if args.app.is_dir() {
         config.apps.dirs = vec![args.app];
     } else {
-        let manifest = manifest_for_module(&args.app, &args.models, &args.config)?;
+        let manifest = manifest_for_module(&args.app, &args.models, &args.config, &args.allowed_outbound_hosts)?;
         config.apps.manifests = vec![(manifest, std::env::current_dir()?)];
     }
     serve(config).await
@@ -51,6 +55,7 @@ fn manifest_for_module(
     wasm: &Path,
     models: &[(String, String)],
     config: &[(String, String)],
+    allowed_outbound_hosts: &[String],
 ) -> anyhow::Result<AppManifest> {
     let stem = wasm.file_stem().and_then(|s| s.to_str()).unwrap_or("app");
     let name: String = stem
@@ -65,6 +70,7 @@ fn manifest_for_module(
         models: models.iter().map(|(name, _)| name.clone()).collect(),
         bundled_models: Vec::new(),
         limits: Limits::default(),
+        allowed_outbound_hosts: allowed_outbound_hosts.to_vec(),
         config: config.iter().cloned().collect(),
     };
     // Checked exactly as a manifest file would be.

@@ -57,13 +57,18 @@ impl ApiError {
                 RuntimeError::DeadlineExceeded(_) => StatusCode::GATEWAY_TIMEOUT,
                 // The request made the app need more memory than it may have: too large for it.
                 RuntimeError::MemoryLimit(_) => StatusCode::PAYLOAD_TOO_LARGE,
-                RuntimeError::Response(_) | RuntimeError::OutputTooLarge(_) => StatusCode::BAD_GATEWAY,
+                RuntimeError::Response(_)
+                | RuntimeError::OutputTooLarge(_)
+                | RuntimeError::NoResponse
+                | RuntimeError::ErrorResponse(_) => StatusCode::BAD_GATEWAY,
                 RuntimeError::Trap(_)
                 | RuntimeError::Exit(_)
                 | RuntimeError::Instantiate(_)
                 | RuntimeError::Compile(_)
                 | RuntimeError::Link(_)
-                | RuntimeError::NoStart => StatusCode::INTERNAL_SERVER_ERROR,
+                | RuntimeError::NoStart
+                | RuntimeError::ComponentImports(_)
+                | RuntimeError::NotAProxy(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
             ApiError::Call(CallError::ShuttingDown) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Call(CallError::Panicked) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -89,12 +94,17 @@ impl ApiError {
             ApiError::Call(CallError::Runtime(error)) => match error {
                 RuntimeError::DeadlineExceeded(_) => "deadline_exceeded",
                 RuntimeError::MemoryLimit(_) => "memory_limit",
-                RuntimeError::Response(_) | RuntimeError::OutputTooLarge(_) => "bad_guest_response",
+                RuntimeError::Response(_)
+                | RuntimeError::OutputTooLarge(_)
+                | RuntimeError::NoResponse
+                | RuntimeError::ErrorResponse(_) => "bad_guest_response",
                 RuntimeError::Trap(_) | RuntimeError::Exit(_) => "guest_failed",
                 RuntimeError::Instantiate(_)
                 | RuntimeError::Compile(_)
                 | RuntimeError::Link(_)
-                | RuntimeError::NoStart => "internal",
+                | RuntimeError::NoStart
+                | RuntimeError::ComponentImports(_)
+                | RuntimeError::NotAProxy(_) => "internal",
             },
         }
     }

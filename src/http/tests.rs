@@ -57,7 +57,7 @@ fn router() -> axum::Router {
         .router()
 }
 
-async fn send(request: Request<Body>) -> (StatusCode, axum::http::HeaderMap, serde_json::Value) {
+async fn send(request: Request<Body>) -> (StatusCode, http::HeaderMap, serde_json::Value) {
     let response = router().oneshot(request).await.unwrap();
     let (parts, body) = response.into_parts();
     let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap();

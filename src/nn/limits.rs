@@ -38,11 +38,13 @@ impl MemoryBudget {
         Self { limit, linear: 0, host: 0, denied: false }
     }
 
-    /// Whether linear memory may grow to `desired` bytes; records the new size if so.
-    pub fn grow_linear(&mut self, desired: usize) -> bool {
-        let allowed = desired.saturating_add(self.host) <= self.limit;
+    /// Whether a linear memory may grow from `current` to `desired` bytes; records the growth
+    /// if so. The instance's memories (a component may have several) add up.
+    pub fn grow_linear(&mut self, current: usize, desired: usize) -> bool {
+        let linear = self.linear.saturating_sub(current).saturating_add(desired);
+        let allowed = linear.saturating_add(self.host) <= self.limit;
         if allowed {
-            self.linear = desired;
+            self.linear = linear;
         }
         self.denied |= !allowed;
         allowed
@@ -117,17 +119,27 @@ mod tests {
     #[test]
     fn linear_and_host_memory_share_one_limit() {
         let mut budget = MemoryBudget::new(100);
-        assert!(budget.grow_linear(60));
+        assert!(budget.grow_linear(0, 60));
         assert!(budget.host_fits(40));
         assert!(budget.recharge_host(0, 40).is_ok());
-        assert!(!budget.grow_linear(61), "host bytes count against linear growth");
+        assert!(!budget.grow_linear(60, 61), "host bytes count against linear growth");
         assert!(budget.denied);
         let mut budget = MemoryBudget::new(100);
-        assert!(budget.grow_linear(60));
+        assert!(budget.grow_linear(0, 60));
         assert_eq!(budget.recharge_host(0, 41), Err(Kill::Memory));
         // Released bytes make room again.
         assert!(budget.recharge_host(41, 10).is_ok());
         assert_eq!(budget.host, 10);
+    }
+
+    #[test]
+    fn several_memories_add_up() {
+        let mut budget = MemoryBudget::new(100);
+        assert!(budget.grow_linear(0, 40));
+        assert!(budget.grow_linear(0, 40), "a second memory");
+        assert!(budget.grow_linear(40, 60), "the first grows by 20");
+        assert_eq!(budget.linear, 100);
+        assert!(!budget.grow_linear(40, 41));
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod limits;
 pub mod manifest;
 pub mod registry;
 pub mod store;
+pub mod wit;
 pub mod witx;
 
 use backend::{BackendKind, UnknownBackend};

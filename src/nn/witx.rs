@@ -140,7 +140,7 @@ impl WitxNn {
         operation: impl FnOnce(&mut MeteredExecution) -> Result<R, Failure>,
     ) -> Result<R, Failure> {
         let context = self.contexts.get_mut(context as usize).ok_or(Errno::InvalidArgument)?;
-        let result = guarded(&self.metrics, || operation(&mut context.execution));
+        let result = guarded(&self.metrics, || Errno::RuntimeError.into(), || operation(&mut context.execution));
         let held = context.execution.held_bytes();
         budget.recharge_host(context.charged, held)?;
         context.charged = held;
@@ -154,8 +154,13 @@ thread_local! {
     static GUARDED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// Runs a backend call, turning a panic into the runtime-error errno (counted as a trap).
-fn guarded<R>(metrics: &Metrics, operation: impl FnOnce() -> Result<R, Failure>) -> Result<R, Failure> {
+/// Runs a backend call, turning a panic into the error `panicked` makes (the runtime-error
+/// errno here, a runtime-error resource for WIT), counted as a trap.
+pub(super) fn guarded<R, E>(
+    metrics: &Metrics,
+    panicked: impl FnOnce() -> E,
+    operation: impl FnOnce() -> Result<R, E>,
+) -> Result<R, E> {
     GUARDED.with(|g| g.set(true));
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(operation));
     GUARDED.with(|g| g.set(false));
@@ -167,7 +172,7 @@ fn guarded<R>(metrics: &Metrics, operation: impl FnOnce() -> Result<R, Failure>)
             .or_else(|| payload.downcast_ref::<String>().cloned())
             .unwrap_or_default();
         log_rate_limited(&message);
-        Err(Errno::RuntimeError.into())
+        Err(panicked())
     })
 }
 
@@ -189,7 +194,7 @@ fn log_rate_limited(message: &str) {
 }
 
 /// Installs (once) a panic hook that stays quiet for panics caught by [`guarded`].
-fn install_panic_hook() {
+pub(super) fn install_panic_hook() {
     static INSTALLED: std::sync::Once = std::sync::Once::new();
     INSTALLED.call_once(|| {
         let previous = std::panic::take_hook();

@@ -10,6 +10,8 @@
 //! `Runtime::run` is synchronous (WASI preview1 and wasi-nn witx host calls are): callers run it
 //! on a blocking thread, never on the async executor.
 
+pub mod component;
+pub mod outbound;
 pub mod poll;
 pub mod wagi;
 
@@ -18,18 +20,21 @@ use crate::nn::limits::{Kill, MemoryBudget};
 use crate::nn::witx::{NnView, WitxNn};
 use crate::nn::{ModelAccess, ModelStore};
 use bytes::Bytes;
+use component::ComponentState;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use wagi::{GuestRequest, GuestResponse, ResponseError};
 use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module, PoolingAllocationConfig, ResourceLimiter,
-    Store, Trap,
+    Cache, CacheConfig, Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module,
+    PoolingAllocationConfig, ResourceLimiter, Store, Trap,
 };
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
@@ -44,6 +49,10 @@ pub struct RuntimeConfig {
     /// Linear memory kept resident (zeroed with memset, not madvise) when an instance's slot
     /// is reused: the next request then takes no page faults on it.
     pub keep_resident_bytes: usize,
+    /// Where compiled code is kept on disk (wasmtime's cache: entries keyed by the binary's
+    /// hash, the engine's settings and wasmtime's version), so a restart does not compile a
+    /// 20 MB component again. `None`: compile every time.
+    pub compile_cache: Option<PathBuf>,
 }
 
 impl Default for RuntimeConfig {
@@ -56,6 +65,7 @@ impl Default for RuntimeConfig {
             // Measured (benches/RESULTS.md): a guest handed a 600 KB tensor does its I/O in
             // 0.15-0.2 ms with 4 MiB kept resident, 0.45-0.6 ms with none.
             keep_resident_bytes: 4 << 20,
+            compile_cache: None,
         }
     }
 }
@@ -71,6 +81,9 @@ pub struct AppPolicy {
     pub models: Arc<ModelAccess>,
     /// `EDGENN_CONFIG_*` variables.
     pub config_env: Arc<[(String, String)]>,
+    /// Origins a component may send HTTP requests to (none for WAGI modules, which have no
+    /// network at all).
+    pub outbound: Arc<[outbound::AllowedOrigin]>,
 }
 
 /// A wasmtime error as a standard error with its chain (wasmtime's error type is `anyhow`'s).
@@ -84,6 +97,14 @@ pub enum RuntimeError {
     Link(#[source] WasmError),
     #[error("the module exports no `_start` function (build it as a wasm32-wasip1 command)")]
     NoStart,
+    #[error("the component imports what the gateway does not offer (it offers wasi:http/proxy, WASI 0.2 and wasi:nn)")]
+    ComponentImports(#[source] WasmError),
+    #[error("the component does not export wasi:http/incoming-handler (target the wasi:http/proxy world)")]
+    NotAProxy(#[source] WasmError),
+    #[error("the component returned without setting a response")]
+    NoResponse,
+    #[error("the component answered with an error: {0}")]
+    ErrorResponse(String),
     #[error("the app ran past its deadline of {} ms", .0.as_millis())]
     DeadlineExceeded(Duration),
     #[error("the app exceeded its memory limit of {} MiB", .0 >> 20)]
@@ -100,10 +121,22 @@ pub enum RuntimeError {
     Response(#[from] ResponseError),
 }
 
-/// A guest compiled and linked once, instantiated per request.
+/// A guest compiled and linked once, instantiated per request: a WAGI module or a
+/// `wasi:http/proxy` component.
 #[derive(Clone)]
-pub struct GuestModule {
-    pre: InstancePre<GuestState>,
+pub enum GuestModule {
+    Wagi(InstancePre<GuestState>),
+    Component(ProxyPre<ComponentState>),
+}
+
+impl GuestModule {
+    /// `wagi` or `component`, for app listings.
+    pub fn abi(&self) -> &'static str {
+        match self {
+            GuestModule::Wagi(_) => "wagi",
+            GuestModule::Component(_) => "component",
+        }
+    }
 }
 
 /// One request's outcome with the time spent setting up the sandbox.
@@ -125,6 +158,7 @@ pub struct GuestState {
 pub struct Runtime {
     engine: Engine,
     linker: Linker<GuestState>,
+    components: wasmtime::component::Linker<ComponentState>,
     models: Arc<ModelStore>,
     config: RuntimeConfig,
     metrics: Arc<Metrics>,
@@ -133,15 +167,28 @@ pub struct Runtime {
 
 impl Runtime {
     pub fn new(config: RuntimeConfig, models: Arc<ModelStore>, metrics: Arc<Metrics>) -> wasmtime::Result<Self> {
+        // A component is several core instances (its modules, the preview1 adapter, shims):
+        // the pool has room for each instance slot to be a component of up to 16 of them.
         let mut pool = PoolingAllocationConfig::default();
-        pool.total_core_instances(config.max_instances)
-            .total_memories(config.max_instances)
-            .total_tables(config.max_instances)
+        pool.total_component_instances(config.max_instances)
+            .total_core_instances(config.max_instances * 16)
+            .total_memories(config.max_instances * 2)
+            .total_tables(config.max_instances * 8)
+            .max_memories_per_component(4)
+            .max_tables_per_component(16)
+            .table_elements(100_000)
             .max_memory_size(config.max_memory_bytes)
             .linear_memory_keep_resident(config.keep_resident_bytes)
             .table_keep_resident(64 << 10);
         let mut engine_config = Config::new();
         engine_config.epoch_interruption(true).allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        if let Some(dir) = &config.compile_cache {
+            std::fs::create_dir_all(dir)?;
+            let mut cache = CacheConfig::new();
+            // wasmtime's cache wants an absolute directory; a relative one is the current one's.
+            cache.with_directory(std::path::absolute(dir)?);
+            engine_config.cache(Some(Cache::new(cache)?));
+        }
         let engine = Engine::new(&engine_config)?;
 
         let mut linker = Linker::new(&engine);
@@ -152,8 +199,9 @@ impl Runtime {
             budget: &mut state.budget,
         })?;
 
+        let components = component::linker(&engine)?;
         let ticker = EpochTicker::start(engine.clone(), config.epoch_tick);
-        Ok(Self { engine, linker, models, config, metrics, _ticker: ticker })
+        Ok(Self { engine, linker, components, models, config, metrics, _ticker: ticker })
     }
 
     pub fn config(&self) -> &RuntimeConfig {
@@ -164,22 +212,46 @@ impl Runtime {
         &self.models
     }
 
-    /// Compiles and links a guest: a `wasm32-wasip1` command module exporting `_start` and
+    /// Compiles and links a guest, telling modules and components apart by the binary: a
+    /// `wasm32-wasip1` command module exporting `_start`, or a `wasi:http/proxy` component,
     /// importing only what the host offers.
     pub fn compile(&self, wasm: &[u8]) -> Result<GuestModule, RuntimeError> {
+        if component::is_component(wasm) {
+            let compiled =
+                wasmtime::component::Component::new(&self.engine, wasm).map_err(|e| RuntimeError::Compile(e.into()))?;
+            return Ok(GuestModule::Component(component::prepare(&self.components, &compiled)?));
+        }
         let module = Module::new(&self.engine, wasm).map_err(|e| RuntimeError::Compile(e.into()))?;
         match module.get_export("_start") {
             Some(wasmtime::ExternType::Func(_)) => {}
             _ => return Err(RuntimeError::NoStart),
         }
         let pre = self.linker.instantiate_pre(&module).map_err(|e| RuntimeError::Link(e.into()))?;
-        Ok(GuestModule { pre })
+        Ok(GuestModule::Wagi(pre))
+    }
+
+    /// The store's epoch deadline for an app: its deadline in ticks, rounded up.
+    fn deadline_ticks(&self, policy: &AppPolicy) -> u64 {
+        let ticks = policy.deadline.as_nanos().div_ceil(self.config.epoch_tick.as_nanos().max(1)) + 1;
+        u64::try_from(ticks).unwrap_or(u64::MAX)
     }
 
     /// Runs one request in a fresh instance.
     pub fn run(
         &self,
         module: &GuestModule,
+        policy: &AppPolicy,
+        request: GuestRequest,
+    ) -> Result<GuestRun, RuntimeError> {
+        match module {
+            GuestModule::Wagi(pre) => self.run_wagi(pre, policy, request),
+            GuestModule::Component(pre) => self.run_component(pre, policy, request),
+        }
+    }
+
+    fn run_wagi(
+        &self,
+        pre: &InstancePre<GuestState>,
         policy: &AppPolicy,
         request: GuestRequest,
     ) -> Result<GuestRun, RuntimeError> {
@@ -201,12 +273,11 @@ impl Runtime {
         let state = GuestState { wasi, nn, budget: MemoryBudget::new(memory_bytes), deadline };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.budget);
-        let ticks = policy.deadline.as_nanos().div_ceil(self.config.epoch_tick.as_nanos().max(1)) + 1;
-        store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
+        store.set_epoch_deadline(self.deadline_ticks(policy));
         store.epoch_deadline_trap();
 
         self.metrics.instantiations.inc();
-        let instance = module.pre.instantiate(&mut store).map_err(|e| {
+        let instance = pre.instantiate(&mut store).map_err(|e| {
             if store.data().budget.denied {
                 self.metrics.memory_kills.inc();
                 RuntimeError::MemoryLimit(memory_bytes)
@@ -228,7 +299,10 @@ impl Runtime {
                 Some(code) if wagi::parse_response(output.clone()).is_ok() => {
                     tracing::debug!(app = %policy.name, code, "guest exited non-zero after responding");
                 }
-                _ => return Err(self.classify_failure(&store, policy, error, exit, &stderr.contents())),
+                _ => {
+                    let budget = &store.data().budget;
+                    return Err(self.classify(policy, budget.denied, budget.limit, error, exit, &stderr.contents()));
+                }
             }
         }
         if output.len() >= self.config.max_output_bytes {
@@ -238,10 +312,13 @@ impl Runtime {
         Ok(GuestRun { response, setup, total: started.elapsed() })
     }
 
-    fn classify_failure(
+    /// What a failed run was: a deadline or memory kill, or the guest's own failure. `denied`
+    /// says whether the memory budget refused anything during the run.
+    fn classify(
         &self,
-        store: &Store<GuestState>,
         policy: &AppPolicy,
+        denied: bool,
+        limit: usize,
         error: wasmtime::Error,
         exit: Option<i32>,
         stderr: &Bytes,
@@ -251,9 +328,9 @@ impl Runtime {
             self.metrics.deadline_kills.inc();
             return RuntimeError::DeadlineExceeded(policy.deadline);
         }
-        if store.data().budget.denied || kill == Some(Kill::Memory) {
+        if denied || kill == Some(Kill::Memory) {
             self.metrics.memory_kills.inc();
-            return RuntimeError::MemoryLimit(store.data().budget.limit);
+            return RuntimeError::MemoryLimit(limit);
         }
         self.metrics.traps.inc();
         log_stderr(policy, stderr);
@@ -278,8 +355,8 @@ fn log_stderr(policy: &AppPolicy, stderr: &Bytes) {
 /// growth is remembered, so that the trap that follows (a Rust guest aborts on allocation
 /// failure) is reported as a memory-limit kill.
 impl ResourceLimiter for MemoryBudget {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        Ok(self.grow_linear(desired))
+    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(self.grow_linear(current, desired))
     }
 
     fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {

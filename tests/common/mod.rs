@@ -24,6 +24,13 @@ pub fn guest_wasm(name: &str) -> PathBuf {
     path
 }
 
+/// A component built by scripts/build-components.sh (`guests/target/components/NAME.wasm`).
+pub fn component_wasm(name: &str) -> PathBuf {
+    let path = repo().join("guests/target/components").join(format!("{name}.wasm"));
+    assert!(path.is_file(), "{} is missing: run scripts/build-components.sh", path.display());
+    path
+}
+
 pub struct Gateway {
     pub base: String,
     child: Child,
@@ -134,7 +141,7 @@ pub fn agent() -> ureq::Agent {
 }
 
 /// Status and parsed JSON body.
-pub fn json_of(response: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> (u16, serde_json::Value) {
+pub fn json_of(response: Result<http::Response<ureq::Body>, ureq::Error>) -> (u16, serde_json::Value) {
     let mut response = response.expect("the request completes");
     let status = response.status().as_u16();
     let text = response.body_mut().read_to_string().expect("a text body");

@@ -26,16 +26,23 @@
 //!
 //! Build it with `scripts/guest-cargo build --release` (see `guests/README.md`).
 //!
-//! The guest ABI (DESIGN.md): the request body arrives on stdin, the method, path, query
+//! The same code can be built as a standard `wasi:http/proxy` component instead: the
+//! `component` feature and `component_main!(handle)` in place of `main` (see [`component`]
+//! when built for wasm32 with that feature, and `guests/predict-component`).
+//!
+//! The WAGI guest ABI (DESIGN.md): the request body arrives on stdin, the method, path, query
 //! string, headers (`HTTP_*`) and the app's config (`EDGENN_CONFIG_*`) in environment
 //! variables; the response goes to stdout as `Name: value` header lines (`status`,
 //! `content-type`, ...), an empty line, then the body.
 
 #![warn(missing_docs)]
 
+#[cfg(all(feature = "component", target_arch = "wasm32"))]
+pub mod component;
 mod error;
 pub mod multipart;
 pub mod nn;
+pub mod outbound;
 mod request;
 mod response;
 
@@ -66,4 +73,16 @@ pub fn run<R: IntoResponse>(handler: impl FnOnce(Request) -> R) {
         // Nowhere left to report it: exiting non-zero makes the gateway answer 500.
         std::process::exit(1);
     }
+}
+
+/// Without the `component` feature (or natively, for unit tests) there is nothing to export:
+/// the handler is only referenced, so that a component app also builds and tests natively.
+#[cfg(not(all(feature = "component", target_arch = "wasm32")))]
+#[macro_export]
+macro_rules! component_main {
+    ($handler:path) => {
+        const _: () = {
+            let _ = $handler;
+        };
+    };
 }

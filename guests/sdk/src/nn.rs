@@ -170,8 +170,8 @@ impl<'a> Tensor<'a> {
 #[derive(Debug)]
 pub struct Model {
     name: String,
-    #[cfg(target_arch = "wasm32")]
-    graph: wasi_nn::Graph,
+    #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+    graph: imp::Graph,
 }
 
 impl Model {
@@ -209,10 +209,8 @@ impl Model {
 /// One inference: set the inputs, compute, read the outputs.
 #[derive(Debug)]
 pub struct Session<'m> {
-    #[cfg(target_arch = "wasm32")]
-    ctx: wasi_nn::GraphExecutionContext<'m>,
-    #[cfg(not(target_arch = "wasm32"))]
-    _model: std::marker::PhantomData<&'m Model>,
+    #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+    ctx: imp::Context<'m>,
 }
 
 impl Session<'_> {
@@ -233,10 +231,14 @@ impl Session<'_> {
     }
 }
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", not(feature = "component")))]
 mod imp {
+    //! WAGI: the witx `wasi_ephemeral_nn` functions, through the `wasi-nn` crate.
     use super::{Model, NnError, Session, Tensor, TensorData};
     use wasi_nn::{Error, ExecutionTarget, GraphBuilder, GraphEncoding, TensorType};
+
+    pub(super) type Graph = wasi_nn::Graph;
+    pub(super) type Context<'m> = wasi_nn::GraphExecutionContext<'m>;
 
     /// Start with room for 64 KiB of output and grow on "too large": the witx get_output
     /// cannot tell the size up front, and most outputs (class logits) are small.
@@ -347,10 +349,149 @@ mod imp {
     }
 }
 
+#[cfg(all(target_arch = "wasm32", feature = "component"))]
+mod imp {
+    //! Components: the WIT `wasi:nn` interfaces. Inputs are named tensors: an input set by
+    //! index is named by its index, which edgenn resolves to the model's input at that index.
+    use super::{Model, NnError, Session, Tensor, TensorData};
+    use crate::component::bindings::wasi::nn::errors::{Error, ErrorCode};
+    use crate::component::bindings::wasi::nn::graph;
+    use crate::component::bindings::wasi::nn::inference::GraphExecutionContext;
+    use crate::component::bindings::wasi::nn::tensor::{Tensor as WitTensor, TensorType};
+
+    pub(super) type Graph = graph::Graph;
+
+    /// The context, the inputs set so far and the outputs of the last compute.
+    pub(super) struct Context<'m> {
+        ctx: GraphExecutionContext,
+        inputs: Vec<(String, WitTensor)>,
+        outputs: Vec<(String, WitTensor)>,
+        _model: std::marker::PhantomData<&'m Model>,
+    }
+
+    impl std::fmt::Debug for Context<'_> {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("Context")
+                .field("inputs", &self.inputs.len())
+                .finish()
+        }
+    }
+
+    pub(super) fn load(name: &str) -> Result<Model, NnError> {
+        graph::load_by_name(name)
+            .map(|graph| Model {
+                name: name.to_owned(),
+                graph,
+            })
+            .map_err(|e| {
+                let (errno, message) = describe(&e);
+                NnError::Load {
+                    name: name.to_owned(),
+                    errno,
+                    message,
+                }
+            })
+    }
+
+    pub(super) fn session(model: &Model) -> Result<Session<'_>, NnError> {
+        let ctx = model.graph.init_execution_context().map_err(inference)?;
+        Ok(Session {
+            ctx: Context {
+                ctx,
+                inputs: Vec::new(),
+                outputs: Vec::new(),
+                _model: std::marker::PhantomData,
+            },
+        })
+    }
+
+    pub(super) fn set_input(
+        session: &mut Session<'_>,
+        index: usize,
+        tensor: &Tensor<'_>,
+    ) -> Result<(), NnError> {
+        let dims: Vec<u32> = tensor
+            .dims
+            .iter()
+            .map(|&d| u32::try_from(d))
+            .collect::<Result<_, _>>()
+            .map_err(|_| NnError::Input {
+                index,
+                message: format!("dimensions {:?} do not fit u32", tensor.dims),
+            })?;
+        let (ty, bytes) = match tensor.data {
+            TensorData::F32(d) => (TensorType::Fp32, le_bytes(d, |v| v.to_le_bytes())),
+            TensorData::I32(d) => (TensorType::I32, le_bytes(d, |v| v.to_le_bytes())),
+            TensorData::I64(d) => (TensorType::I64, le_bytes(d, |v| v.to_le_bytes())),
+            TensorData::U8(d) => (TensorType::U8, d.to_vec()),
+        };
+        let inputs = &mut session.ctx.inputs;
+        let name = index.to_string();
+        inputs.retain(|(n, _)| *n != name);
+        inputs.push((name, WitTensor::new(&dims, ty, &bytes)));
+        Ok(())
+    }
+
+    pub(super) fn compute(session: &mut Session<'_>) -> Result<(), NnError> {
+        let inputs = std::mem::take(&mut session.ctx.inputs);
+        session.ctx.outputs = session.ctx.ctx.compute(inputs).map_err(inference)?;
+        Ok(())
+    }
+
+    pub(super) fn output_f32(session: &Session<'_>, index: usize) -> Result<Vec<f32>, NnError> {
+        let (name, tensor) = session
+            .ctx
+            .outputs
+            .get(index)
+            .ok_or_else(|| NnError::Inference {
+                errno: None,
+                message: format!("no output {index}: has compute run?"),
+            })?;
+        if tensor.ty() != TensorType::Fp32 {
+            return Err(NnError::Inference {
+                errno: None,
+                message: format!("output {name:?} is not f32"),
+            });
+        }
+        Ok(tensor
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect())
+    }
+
+    fn le_bytes<T: Copy, const N: usize>(values: &[T], to: impl Fn(T) -> [u8; N]) -> Vec<u8> {
+        values.iter().flat_map(|&v| to(v)).collect()
+    }
+
+    fn inference(e: Error) -> NnError {
+        let (errno, message) = describe(&e);
+        NnError::Inference { errno, message }
+    }
+
+    /// The witx errno the WIT error code stands for (so [`NnError::errno`] means the same in
+    /// both flavours), and the host's message.
+    fn describe(e: &Error) -> (Option<u32>, String) {
+        let errno = match e.code() {
+            ErrorCode::InvalidArgument => Some(1),
+            ErrorCode::InvalidEncoding => Some(2),
+            ErrorCode::RuntimeError => Some(5),
+            ErrorCode::UnsupportedOperation => Some(6),
+            ErrorCode::TooLarge => Some(7),
+            ErrorCode::NotFound => Some(8),
+            ErrorCode::Timeout | ErrorCode::Security | ErrorCode::Unknown => None,
+        };
+        (errno, e.data())
+    }
+}
+
 #[cfg(not(target_arch = "wasm32"))]
 mod imp {
     //! Native builds (unit tests): no host to ask.
     use super::{Model, NnError, Session, Tensor};
+
+    pub(super) type Graph = ();
+    pub(super) type Context<'m> = std::marker::PhantomData<&'m Model>;
 
     pub(super) fn load(_name: &str) -> Result<Model, NnError> {
         Err(NnError::Unavailable)

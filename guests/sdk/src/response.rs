@@ -98,6 +98,11 @@ impl Response {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The headers, in the order set.
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.headers.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+
     /// The body.
     pub fn body(&self) -> &[u8] {
         &self.body

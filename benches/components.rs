@@ -1,0 +1,261 @@
+//! Components beside WAGI modules, measured side by side in one run:
+//!
+//! (g) per-request set-up of a Rust component (store + WASI 0.2 + wasi-http + wasi-nn context +
+//!     instantiation from the pre-linked component, to the guest's first instruction) next to a
+//!     WAGI module's (p50; goal <= 20 us);
+//! (h) type-ahead as a component vs the same handler as a WAGI module, same model, over HTTP at
+//!     1 and 8 clients (throughput ratio; goal >= 0.95), runs interleaved;
+//! (i) the Python and JavaScript digits components: size, compile time at deploy, per-request
+//!     p50/p99, and restart-to-serving with and without the compiled-code cache.
+//!
+//! Run: `cargo bench --bench components` (after `scripts/setup.sh`, which builds the components).
+//! `EDGENN_BENCH_SECONDS` sets the duration of each HTTP run (default 10).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::{Gateway, agent, component_wasm, guest_wasm, json_of, multipart_parts, repo};
+use edgenn::metrics::Metrics;
+use edgenn::nn::backend::Backends;
+use edgenn::nn::backend::tract::TractBackend;
+use edgenn::nn::{ModelAccess, ModelStore};
+use edgenn::runtime::wagi::GuestRequest;
+use edgenn::runtime::{AppPolicy, Runtime, RuntimeConfig};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "bench-token";
+
+fn percentile(samples: &mut [f64], p: f64) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    samples[((samples.len() - 1) as f64 * p).round() as usize]
+}
+
+/// (g): set-up times, in-process, for a module and a component alike.
+fn setup() {
+    let metrics = Arc::new(Metrics::new());
+    let mut backends = Backends::default();
+    backends.register(TractBackend);
+    let store = Arc::new(ModelStore::new(backends, 1 << 30, metrics.clone()));
+    let runtime = Arc::new(Runtime::new(RuntimeConfig::default(), store, metrics).expect("runtime"));
+    let policy = Arc::new(AppPolicy {
+        name: "bench".into(),
+        memory_bytes: 256 << 20,
+        deadline: Duration::from_secs(30),
+        models: Arc::new(ModelAccess::everything()),
+        config_env: Arc::from(Vec::new()),
+        outbound: Arc::from(Vec::new()),
+    });
+    let tokio = tokio::runtime::Runtime::new().expect("tokio");
+    let guests = [
+        ("WAGI module (noop)", std::fs::read(guest_wasm("noop")).unwrap()),
+        ("component (component-probe, echo)", std::fs::read(component_wasm("component-probe")).unwrap()),
+    ];
+    for (name, wasm) in guests {
+        let module = Arc::new(runtime.compile(&wasm).expect("compiles"));
+        let (runtime, policy) = (runtime.clone(), policy.clone());
+        let (mut setups, mut totals) = tokio
+            .block_on(tokio::task::spawn_blocking(move || {
+                let request =
+                    GuestRequest { method: "GET".into(), script_name: "/echo".into(), ..GuestRequest::default() };
+                let mut setups = Vec::new();
+                let mut totals = Vec::new();
+                for i in 0..2200 {
+                    let run = runtime.run(&module, &policy, request.clone()).expect("runs");
+                    if i >= 200 {
+                        setups.push(run.setup.as_secs_f64() * 1e6);
+                        totals.push(run.total.as_secs_f64() * 1e6);
+                    }
+                }
+                (setups, totals)
+            }))
+            .expect("bench thread");
+        println!(
+            "(g) {name}: set-up p50 {:.1} us, p99 {:.1} us; whole request p50 {:.1} us",
+            percentile(&mut setups, 0.5),
+            percentile(&mut setups, 0.99),
+            percentile(&mut totals, 0.5)
+        );
+    }
+}
+
+/// Requests `path` from `clients` threads for `duration`: sorted latencies (ms) and req/s.
+fn load(gateway: &Gateway, path: &str, body: Option<&[u8]>, clients: usize, duration: Duration) -> (Vec<f64>, f64) {
+    let url = gateway.url(path);
+    let started = Instant::now();
+    let per_client: Vec<Vec<f64>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..clients)
+            .map(|_| {
+                let url = url.clone();
+                scope.spawn(move || {
+                    let agent = agent();
+                    let mut latencies = Vec::new();
+                    while started.elapsed() < duration {
+                        let sent = Instant::now();
+                        let mut response = match body {
+                            Some(body) => agent.post(&url).header("content-type", "application/json").send(body),
+                            None => agent.get(&url).call(),
+                        }
+                        .expect("request");
+                        assert_eq!(response.status(), 200, "{url}");
+                        let _ = response.body_mut().read_to_vec().expect("body");
+                        latencies.push(sent.elapsed().as_secs_f64() * 1e3);
+                    }
+                    latencies
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("client")).collect()
+    });
+    let elapsed = started.elapsed().as_secs_f64();
+    let mut all: Vec<f64> = per_client.into_iter().flatten().collect();
+    all.sort_by(f64::total_cmp);
+    let throughput = all.len() as f64 / elapsed;
+    (all, throughput)
+}
+
+fn at(latencies: &[f64], p: f64) -> f64 {
+    latencies[((latencies.len() - 1) as f64 * p).round() as usize]
+}
+
+/// (h): the two type-ahead builds, runs interleaved so that both see the same machine.
+fn type_ahead(seconds: u64) {
+    let gateway = Gateway::start(&[Path::new("guests/predict"), Path::new("guests/predict-component")], &[]);
+    let query = "?text=she%20was%20not%20acq&k=5";
+    let paths = [("WAGI", format!("/v1/predict{query}")), ("component", format!("/v1/predict-component{query}"))];
+    for (_, path) in &paths {
+        let _ = load(&gateway, path, None, 1, Duration::from_millis(500));
+    }
+    println!("| type-ahead | clients | requests | p50 ms | p99 ms | req/s |");
+    println!("| --- | --- | --- | --- | --- | --- |");
+    for clients in [1, 8] {
+        let mut throughputs = Vec::new();
+        for (name, path) in &paths {
+            let (latencies, throughput) = load(&gateway, path, None, clients, Duration::from_secs(seconds));
+            println!(
+                "| {name} | {clients} | {} | {:.2} | {:.2} | {throughput:.1} |",
+                latencies.len(),
+                at(&latencies, 0.5),
+                at(&latencies, 0.99)
+            );
+            throughputs.push(throughput);
+        }
+        println!("(h) {clients} clients: component/WAGI throughput ratio {:.3}", throughputs[1] / throughputs[0]);
+    }
+    gateway.kill();
+}
+
+fn deploy(gateway: &Gateway, name: &str, wasm: &[u8]) -> Duration {
+    let manifest = format!(
+        "name = \"{name}\"\nwasm = \"x.wasm\"\n[[bundled_models]]\nname = \"digits\"\nfile = \"model/digits.onnx\"\nbackend = \"tract\"\n[limits]\nmemory_mib = 128\n"
+    );
+    let model = std::fs::read(repo().join("guests/digits/model/digits.onnx")).unwrap();
+    let parts: [(&str, Option<&str>, &[u8]); 3] =
+        [("manifest", None, manifest.as_bytes()), ("wasm", None, wasm), ("file", Some("model/digits.onnx"), &model)];
+    let (content_type, body) = multipart_parts(&parts);
+    let started = Instant::now();
+    let (status, json) = json_of(
+        agent()
+            .put(&gateway.url(&format!("/admin/apps/{name}")))
+            .header("content-type", &content_type)
+            .header("authorization", &format!("Bearer {TOKEN}"))
+            .send(&body[..]),
+    );
+    assert_eq!(status, 201, "{json}");
+    started.elapsed()
+}
+
+/// Starts a gateway on `data` and times until `path` answers 200.
+fn restart(data: &Path, cache: Option<&Path>, path: &str, body: &[u8]) -> Duration {
+    let mut args = vec!["--no-warm-up".to_string(), "--data-dir".into(), data.display().to_string()];
+    args.extend(["--admin-token".into(), TOKEN.into()]);
+    match cache {
+        Some(cache) => args.extend(["--compile-cache".into(), cache.display().to_string()]),
+        None => args.push("--no-compile-cache".into()),
+    }
+    let started = Instant::now();
+    let gateway = Gateway::start(&[], &args.iter().map(String::as_str).collect::<Vec<_>>());
+    let (status, json) =
+        json_of(agent().post(&gateway.url(path)).header("content-type", "application/json").send(body));
+    assert_eq!(status, 200, "{json}");
+    let elapsed = started.elapsed();
+    gateway.kill();
+    elapsed
+}
+
+/// (i): the Python and JavaScript components.
+fn python_and_js(seconds: u64) {
+    let scratch = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("bench-components-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&scratch);
+    let (data, cache) = (scratch.join("data"), scratch.join("compiled"));
+    let pixels: Vec<u32> = (0..64).map(|i| [0, 5, 13, 9, 1][i % 5]).collect();
+    let body = serde_json::json!({ "pixels": pixels }).to_string();
+    let apps = [("digits-py", "Python"), ("digits-js", "JavaScript")];
+    {
+        let gateway = Gateway::start(
+            &[Path::new("guests/digits")],
+            &[
+                "--no-warm-up",
+                "--data-dir",
+                data.to_str().unwrap(),
+                "--admin-token",
+                TOKEN,
+                "--compile-cache",
+                cache.to_str().unwrap(),
+            ],
+        );
+        println!("| digits app | size MB | deploy (compile) s | p50 ms | p99 ms | req/s |");
+        println!("| --- | --- | --- | --- | --- | --- |");
+        let (latencies, throughput) =
+            load(&gateway, "/v1/digits", Some(body.as_bytes()), 1, Duration::from_secs(seconds));
+        println!(
+            "| Rust (WAGI) | {:.2} | - | {:.2} | {:.2} | {throughput:.1} |",
+            std::fs::metadata(guest_wasm("digits")).unwrap().len() as f64 / 1e6,
+            at(&latencies, 0.5),
+            at(&latencies, 0.99)
+        );
+        for (name, language) in apps {
+            let wasm = std::fs::read(component_wasm(name)).unwrap();
+            let compile = deploy(&gateway, name, &wasm);
+            let path = format!("/apps/{name}");
+            let _ = load(&gateway, &path, Some(body.as_bytes()), 1, Duration::from_millis(500));
+            let (latencies, throughput) = load(&gateway, &path, Some(body.as_bytes()), 1, Duration::from_secs(seconds));
+            println!(
+                "| {language} (component) | {:.2} | {:.2} | {:.2} | {:.2} | {throughput:.1} |",
+                wasm.len() as f64 / 1e6,
+                compile.as_secs_f64(),
+                at(&latencies, 0.5),
+                at(&latencies, 0.99)
+            );
+        }
+        gateway.kill();
+    }
+    // The data directory now holds both apps, the cache their compiled code: a restart
+    // compiles (or loads) both before it serves.
+    let path = "/apps/digits-py";
+    let cached = restart(&data, Some(&cache), path, body.as_bytes());
+    let uncached = restart(&data, None, path, body.as_bytes());
+    println!(
+        "(i) restart to serving both components: {:.2} s with the compiled-code cache, {:.2} s without ({:.1}x)",
+        cached.as_secs_f64(),
+        uncached.as_secs_f64(),
+        uncached.as_secs_f64() / cached.as_secs_f64()
+    );
+}
+
+fn main() {
+    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let wanted = |name: &str| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str()));
+    let seconds: u64 = std::env::var("EDGENN_BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
+    println!("edgenn component benchmarks ({} cores)", std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if wanted("setup") {
+        setup();
+    }
+    if wanted("typeahead") {
+        type_ahead(seconds);
+    }
+    if wanted("languages") {
+        python_and_js(seconds);
+    }
+}

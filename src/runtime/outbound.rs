@@ -1,0 +1,268 @@
+//! Outbound HTTP from components: `wasi:http/outgoing-handler` reaches only the origins the
+//! app's manifest lists, in Spin's form (`allowed_outbound_hosts`):
+//!
+//! ```toml
+//! allowed_outbound_hosts = ["https://api.example.com", "http://127.0.0.1:*", "https://*.example.org"]
+//! ```
+//!
+//! A scheme (`http`, `https` or `*`), a host (exact, `*`, or `*.suffix` for any subdomain) and
+//! an optional port (a number or `*`; left out, the scheme's default). The default is no
+//! origin at all. A request to anything else fails with wasi-http's `HTTP-request-denied`
+//! before a connection is attempted, and is logged.
+//!
+//! An allowed request still runs under the app's limits: its connect, first-byte and
+//! between-bytes timeouts are cut to the time left before the deadline, and a response body
+//! larger than the app's memory limit fails with `HTTP-response-body-size`.
+
+use http_body_util::BodyExt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode;
+use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpHooks};
+
+/// At most this many origins per app.
+pub const MAX_ORIGINS: usize = 64;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum SchemePattern {
+    Http,
+    Https,
+    Any,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum HostPattern {
+    Exact(String),
+    /// `*.example.org`: any subdomain of it (not the domain itself).
+    Subdomain(String),
+    Any,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum PortPattern {
+    Default,
+    Exact(u16),
+    Any,
+}
+
+/// One entry of `allowed_outbound_hosts`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowedOrigin {
+    scheme: SchemePattern,
+    host: HostPattern,
+    port: PortPattern,
+}
+
+impl AllowedOrigin {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let bad = |why: &str| format!("allowed outbound host {text:?} {why} (e.g. \"https://api.example.com\")");
+        let (scheme, rest) = text.split_once("://").ok_or_else(|| bad("needs a scheme"))?;
+        let scheme = match scheme {
+            "http" => SchemePattern::Http,
+            "https" => SchemePattern::Https,
+            "*" => SchemePattern::Any,
+            _ => return Err(bad("must use http, https or *")),
+        };
+        if rest.is_empty() || rest.contains(['/', '?', '#', '@']) {
+            return Err(bad("must be scheme://host[:port], with no path or user"));
+        }
+        let (host, port) = match rest.rsplit_once(':') {
+            // `[::1]:8080`: the colon before the port follows the bracket.
+            Some((host, port)) if !host.starts_with('[') || host.ends_with(']') => (host, Some(port)),
+            _ => (rest, None),
+        };
+        let port = match port {
+            None => PortPattern::Default,
+            Some("*") => PortPattern::Any,
+            Some(port) => PortPattern::Exact(port.parse().map_err(|_| bad("has a port that is not a number"))?),
+        };
+        let host = host.to_ascii_lowercase();
+        let host = if host == "*" {
+            HostPattern::Any
+        } else if let Some(suffix) = host.strip_prefix("*.") {
+            HostPattern::Subdomain(suffix.to_string())
+        } else {
+            HostPattern::Exact(host)
+        };
+        match &host {
+            HostPattern::Exact(h) | HostPattern::Subdomain(h) if !is_host(h) => Err(bad("has an invalid host")),
+            _ => Ok(Self { scheme, host, port }),
+        }
+    }
+
+    /// Whether a request to `scheme://host:port` is allowed by this entry.
+    pub fn allows(&self, scheme: &str, host: &str, port: u16) -> bool {
+        let default_port = match scheme {
+            "http" => 80,
+            "https" => 443,
+            _ => return false,
+        };
+        let scheme_ok = match self.scheme {
+            SchemePattern::Http => scheme == "http",
+            SchemePattern::Https => scheme == "https",
+            SchemePattern::Any => true,
+        };
+        let host = host.to_ascii_lowercase();
+        let host_ok = match &self.host {
+            HostPattern::Exact(h) => *h == host,
+            HostPattern::Subdomain(suffix) => {
+                host.strip_suffix(suffix.as_str()).is_some_and(|head| head.len() > 1 && head.ends_with('.'))
+            }
+            HostPattern::Any => true,
+        };
+        let port_ok = match self.port {
+            PortPattern::Default => port == default_port,
+            PortPattern::Exact(p) => port == p,
+            PortPattern::Any => true,
+        };
+        scheme_ok && host_ok && port_ok
+    }
+}
+
+/// A DNS name or an IP literal (IPv6 in brackets).
+fn is_host(host: &str) -> bool {
+    if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        return inner.parse::<std::net::Ipv6Addr>().is_ok();
+    }
+    !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty() && label.len() <= 63 && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+/// One request's outbound HTTP: what it may reach, and until when.
+pub struct OutboundPolicy {
+    pub app: String,
+    pub allowed: Arc<[AllowedOrigin]>,
+    pub deadline: Instant,
+    /// The largest response body a guest may receive: its memory limit.
+    pub max_body_bytes: usize,
+}
+
+impl OutboundPolicy {
+    fn allows(&self, uri: &http::Uri) -> bool {
+        let (Some(scheme), Some(host)) = (uri.scheme_str(), uri.host()) else { return false };
+        let port = uri.port_u16().unwrap_or(if scheme == "https" { 443 } else { 80 });
+        self.allowed.iter().any(|origin| origin.allows(scheme, host, port))
+    }
+
+    /// The request's timeouts, none past the deadline.
+    fn bounded(&self, options: Option<RequestOptions>) -> Option<RequestOptions> {
+        let left = self.deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+        let cut = |timeout: Option<Duration>| Some(timeout.map_or(left, |t| t.min(left)));
+        let options = options.unwrap_or_default();
+        Some(RequestOptions {
+            connect_timeout: cut(options.connect_timeout),
+            first_byte_timeout: cut(options.first_byte_timeout),
+            between_bytes_timeout: cut(options.between_bytes_timeout),
+        })
+    }
+}
+
+type ResponseFuture = Box<
+    dyn Future<
+            Output = Result<
+                (http::Response<WasiBody>, Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>),
+                wasmtime_wasi_http::Error,
+            >,
+        > + Send,
+>;
+
+impl WasiHttpHooks for OutboundPolicy {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ) -> ResponseFuture {
+        if !self.allows(request.uri()) {
+            // The guest sees the error; the operator sees which app tried what.
+            tracing::warn!(app = %self.app, uri = %request.uri(), "outbound request denied: origin not in allowed_outbound_hosts");
+            return Box::new(async { Err(ErrorCode::HttpRequestDenied.into()) });
+        }
+        let options = self.bounded(options);
+        let limit = self.max_body_bytes;
+        Box::new(async move {
+            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            let response = response.map(move |body| {
+                http_body_util::Limited::new(body, limit)
+                    .map_err(move |error| match error.downcast::<wasmtime_wasi_http::Error>() {
+                        Ok(error) => *error,
+                        Err(_) => ErrorCode::HttpResponseBodySize(Some(limit as u64)).into(),
+                    })
+                    .boxed_unsync()
+            });
+            Ok((response, Box::new(io) as Box<dyn Future<Output = _> + Send>))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn allowed(entries: &[&str], uri: &str) -> bool {
+        let allowed: Vec<_> = entries.iter().map(|e| AllowedOrigin::parse(e).unwrap()).collect();
+        let policy =
+            OutboundPolicy { app: "t".into(), allowed: allowed.into(), deadline: Instant::now(), max_body_bytes: 1 };
+        policy.allows(&uri.parse().unwrap())
+    }
+
+    #[test]
+    fn origins_match_like_spin() {
+        assert!(allowed(&["https://api.example.com"], "https://api.example.com/v1?q=1"));
+        assert!(allowed(&["https://api.example.com"], "https://API.example.com:443/"));
+        assert!(!allowed(&["https://api.example.com"], "http://api.example.com/"), "scheme");
+        assert!(!allowed(&["https://api.example.com"], "https://api.example.com:8443/"), "default port only");
+        assert!(!allowed(&["https://api.example.com"], "https://api.example.com.evil.net/"));
+        assert!(allowed(&["http://127.0.0.1:*"], "http://127.0.0.1:39001/x"));
+        assert!(!allowed(&["http://127.0.0.1:*"], "http://127.0.0.2:39001/x"));
+        assert!(allowed(&["http://127.0.0.1:8080"], "http://127.0.0.1:8080/"));
+        assert!(!allowed(&["http://127.0.0.1:8080"], "http://127.0.0.1:8081/"));
+        assert!(allowed(&["https://*.example.org"], "https://a.b.example.org/"));
+        assert!(!allowed(&["https://*.example.org"], "https://example.org/"));
+        assert!(!allowed(&["https://*.example.org"], "https://badexample.org/"));
+        assert!(allowed(&["*://*:*"], "http://anything:1/"));
+        assert!(allowed(&["http://[::1]:*"], "http://[::1]:9000/"));
+        assert!(!allowed(&[], "http://127.0.0.1/"), "nothing by default");
+    }
+
+    #[test]
+    fn bad_entries_are_refused() {
+        for bad in [
+            "api.example.com",
+            "ftp://x",
+            "https://",
+            "https://x/path",
+            "https://user@x",
+            "https://x:port",
+            "https://x:99999",
+            "https://bad host",
+            "https://[nope]:1",
+        ] {
+            assert!(AllowedOrigin::parse(bad).is_err(), "accepted {bad:?}");
+        }
+    }
+
+    #[test]
+    fn timeouts_never_pass_the_deadline() {
+        let policy = OutboundPolicy {
+            app: "t".into(),
+            allowed: Arc::from(Vec::new()),
+            deadline: Instant::now() + Duration::from_secs(2),
+            max_body_bytes: 1,
+        };
+        let long = Some(Duration::from_secs(600));
+        let options = policy.bounded(Some(RequestOptions {
+            connect_timeout: long,
+            first_byte_timeout: None,
+            between_bytes_timeout: Some(Duration::from_millis(5)),
+        }));
+        let options = options.unwrap();
+        assert!(options.connect_timeout.unwrap() <= Duration::from_secs(2));
+        assert!(options.first_byte_timeout.unwrap() <= Duration::from_secs(2));
+        assert_eq!(options.between_bytes_timeout, Some(Duration::from_millis(5)));
+    }
+}

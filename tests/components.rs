@@ -1,0 +1,278 @@
+//! Standard `wasi:http/proxy` components on a real gateway on loopback, beside WAGI modules:
+//! deployed over the admin API like modules, answering with real model output, inside the
+//! same limits (deadline, memory), reaching wasi:nn only for declared models and the network
+//! only for listed origins, and coming back after a restart from the compiled-code cache.
+
+mod common;
+use common::*;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "component-token-5e1d";
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("components-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn start(data_dir: &Path, extra: &[&str]) -> Gateway {
+    let mut args = vec!["--no-warm-up", "--data-dir", data_dir.to_str().unwrap(), "--admin-token", TOKEN];
+    args.extend(extra);
+    Gateway::start(&[], &args)
+}
+
+/// PUT /admin/apps/NAME with a manifest, a module or component, and bundled files.
+fn deploy(
+    gateway: &Gateway,
+    name: &str,
+    manifest: &str,
+    wasm: &[u8],
+    files: &[(&str, &[u8])],
+) -> (u16, serde_json::Value) {
+    let mut parts: Vec<(&str, Option<&str>, &[u8])> =
+        vec![("manifest", None, manifest.as_bytes()), ("wasm", None, wasm)];
+    parts.extend(files.iter().map(|(file, bytes)| ("file", Some(*file), *bytes)));
+    let (content_type, body) = multipart_parts(&parts);
+    let request = agent()
+        .put(&gateway.url(&format!("/admin/apps/{name}")))
+        .header("content-type", &content_type)
+        .header("authorization", &format!("Bearer {TOKEN}"));
+    json_of(request.send(&body[..]))
+}
+
+fn get(gateway: &Gateway, path: &str) -> (u16, serde_json::Value) {
+    json_of(agent().get(&gateway.url(path)).call())
+}
+
+fn post_json(gateway: &Gateway, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+    json_of(
+        agent().post(&gateway.url(path)).header("content-type", "application/json").send(body.to_string().as_bytes()),
+    )
+}
+
+fn probe_manifest(name: &str, extra: &str) -> String {
+    format!("name = \"{name}\"\nwasm = \"probe.wasm\"\n{extra}\n")
+}
+
+#[test]
+fn the_type_ahead_component_answers_what_the_wagi_module_answers() {
+    let data = scratch("predict");
+    let gateway = start(&data, &[]);
+    let component = std::fs::read(component_wasm("predict-component")).unwrap();
+    let module = std::fs::read(guest_wasm("predict")).unwrap();
+    let manifest = |name: &str| {
+        format!("name = \"{name}\"\nwasm = \"x.wasm\"\nmodels = [\"wordlm\"]\n[config]\nmodel = \"wordlm\"\n")
+    };
+    let (status, json) = deploy(&gateway, "predict-c", &manifest("predict-c"), &component, &[]);
+    assert_eq!(status, 201, "{json}");
+    let (status, json) = deploy(&gateway, "predict-w", &manifest("predict-w"), &module, &[]);
+    assert_eq!(status, 201, "{json}");
+
+    for text in ["the quick brown", "i would like to ", "acq"] {
+        let query = format!("?text={}&k=5", text.replace(' ', "%20"));
+        let (status, component) = get(&gateway, &format!("/apps/predict-c{query}"));
+        assert_eq!(status, 200, "{component}");
+        let (status, wagi) = get(&gateway, &format!("/apps/predict-w{query}"));
+        assert_eq!(status, 200, "{wagi}");
+        let suggestions = component["suggestions"].as_array().expect("suggestions");
+        assert_eq!(suggestions.len(), 5, "{component}");
+        assert_eq!(component, wagi, "the same model, the same handler, two ABIs: {text:?}");
+        for backend in ["ort", "tract"] {
+            let (status, json) = get(&gateway, &format!("/apps/predict-c{query}&backend={backend}"));
+            assert_eq!(status, 200, "{json}");
+            assert_eq!(json["suggestions"][0]["word"], component["suggestions"][0]["word"], "{backend}: {json}");
+        }
+    }
+    let (status, apps) =
+        json_of(agent().get(&gateway.url("/admin/apps")).header("authorization", &format!("Bearer {TOKEN}")).call());
+    assert_eq!(status, 200);
+    let abi =
+        |name: &str| apps["apps"].as_array().unwrap().iter().find(|a| a["name"] == name).map(|a| a["abi"].clone());
+    assert_eq!(abi("predict-c"), Some("component".into()), "{apps}");
+    assert_eq!(abi("predict-w"), Some("wagi".into()), "{apps}");
+    gateway.kill();
+}
+
+#[test]
+fn a_component_is_held_to_its_deadline_and_memory() {
+    let data = scratch("limits");
+    let gateway = start(&data, &[]);
+    let probe = std::fs::read(component_wasm("component-probe")).unwrap();
+    let limits = "[limits]\ndeadline_ms = 800\nmemory_mib = 32\nmax_concurrency = 2";
+    let (status, json) = deploy(&gateway, "probe", &probe_manifest("probe", limits), &probe, &[]);
+    assert_eq!(status, 201, "{json}");
+
+    let started = Instant::now();
+    let (status, json) = get(&gateway, "/apps/probe/spin");
+    assert_eq!((status, json["kind"].as_str()), (504, Some("deadline_exceeded")), "{json}");
+    assert!(started.elapsed() < Duration::from_secs(5), "spin answered after {:?}", started.elapsed());
+
+    let (status, json) = get(&gateway, "/apps/probe/alloc");
+    assert_eq!((status, json["kind"].as_str()), (413, Some("memory_limit")), "{json}");
+
+    // A sleep is a host timer, not guest code: the deadline must cut it all the same.
+    let started = Instant::now();
+    let (status, json) = get(&gateway, "/apps/probe/sleep?ms=20000");
+    assert_eq!((status, json["kind"].as_str()), (504, Some("deadline_exceeded")), "{json}");
+    assert!(started.elapsed() < Duration::from_secs(5), "the sleep answered after {:?}", started.elapsed());
+
+    let (status, json) = get(&gateway, "/apps/probe/sleep?ms=10");
+    assert_eq!((status, json["slept_ms"].as_u64()), (200, Some(10)), "{json}");
+    let (status, json) = post_json(&gateway, "/apps/probe/echo?x=1", &serde_json::json!({"a": 1}));
+    assert_eq!(status, 200, "the gateway keeps serving: {json}");
+    assert_eq!(
+        (json["path"].as_str(), json["query"].as_str(), json["body_bytes"].as_u64()),
+        (Some("/echo"), Some("x=1"), Some(7))
+    );
+    gateway.kill();
+}
+
+#[test]
+fn wasi_nn_resolves_only_declared_models() {
+    let data = scratch("models");
+    let gateway = start(&data, &[]);
+    let probe = std::fs::read(component_wasm("component-probe")).unwrap();
+    let (status, json) =
+        deploy(&gateway, "declares", &probe_manifest("declares", "models = [\"wordlm\"]"), &probe, &[]);
+    assert_eq!(status, 201, "{json}");
+    let (status, json) = deploy(&gateway, "declares-none", &probe_manifest("declares-none", ""), &probe, &[]);
+    assert_eq!(status, 201, "{json}");
+
+    for reference in ["wordlm", "wordlm@tract", "wordlm@ort"] {
+        let (status, json) = get(&gateway, &format!("/apps/declares/model?name={reference}"));
+        assert_eq!((status, json["loaded"].as_str()), (200, Some(reference)), "{json}");
+    }
+    // Not declared, not there, not a backend: wasi-nn's not-found, an answer, never a trap.
+    for (app, reference) in [
+        ("declares-none", "wordlm"),
+        ("declares", "efficientnet-lite0"),
+        ("declares", "nope"),
+        ("declares", "wordlm@cuda"),
+    ] {
+        let (status, json) = get(&gateway, &format!("/apps/{app}/model?name={reference}"));
+        assert_eq!(status, 404, "{app} loading {reference}: {json}");
+        assert_eq!(json["errno"], 8, "not-found: {json}");
+    }
+    gateway.kill();
+}
+
+/// An upstream HTTP server on loopback that counts its connections and answers each request
+/// with a body naming the path it was asked for.
+fn upstream() -> (u16, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counter = connections.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            counter.fetch_add(1, Ordering::SeqCst);
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request_line = String::new();
+            if reader.read_line(&mut request_line).is_err() {
+                continue;
+            }
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let path = request_line.split_whitespace().nth(1).unwrap_or("?").to_string();
+            let body = format!("upstream saw {path}");
+            let _ =
+                write!(stream, "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
+        }
+    });
+    (port, connections)
+}
+
+#[test]
+fn outbound_http_reaches_only_listed_origins() {
+    let (port, connections) = upstream();
+    let data = scratch("outbound");
+    let gateway = start(&data, &[]);
+    let probe = std::fs::read(component_wasm("component-probe")).unwrap();
+    let allowed = format!("allowed_outbound_hosts = [\"http://127.0.0.1:{port}\"]");
+    let (status, json) = deploy(&gateway, "allowed", &probe_manifest("allowed", &allowed), &probe, &[]);
+    assert_eq!(status, 201, "{json}");
+    let (status, json) = deploy(&gateway, "closed", &probe_manifest("closed", ""), &probe, &[]);
+    assert_eq!(status, 201, "{json}");
+    let other_port = format!("allowed_outbound_hosts = [\"http://127.0.0.1:{}\"]", port.wrapping_add(1));
+    let (status, json) = deploy(&gateway, "other-port", &probe_manifest("other-port", &other_port), &probe, &[]);
+    assert_eq!(status, 201, "{json}");
+
+    let target = format!("http://127.0.0.1:{port}/hello");
+    let (status, json) = get(&gateway, &format!("/apps/allowed/fetch?url={target}"));
+    assert_eq!(status, 200, "{json}");
+    assert_eq!((json["status"].as_u64(), json["body"].as_str()), (Some(200), Some("upstream saw /hello")), "{json}");
+    assert_eq!(connections.load(Ordering::SeqCst), 1);
+
+    for app in ["closed", "other-port"] {
+        let (status, json) = get(&gateway, &format!("/apps/{app}/fetch?url={target}"));
+        assert_eq!(status, 502, "{app}: {json}");
+        assert!(json["error"].as_str().unwrap_or("").contains("HttpRequestDenied"), "{app}: {json}");
+    }
+    assert_eq!(connections.load(Ordering::SeqCst), 1, "a denied request never reached the upstream");
+
+    // A manifest with a malformed origin is refused at deploy.
+    let bad = probe_manifest("bad", "allowed_outbound_hosts = [\"127.0.0.1\"]");
+    let (status, json) = deploy(&gateway, "bad", &bad, &probe, &[]);
+    assert_eq!(status, 400, "{json}");
+    gateway.kill();
+}
+
+#[test]
+fn a_component_importing_what_the_host_lacks_is_refused_naming_it() {
+    let data = scratch("imports");
+    let gateway = start(&data, &[]);
+    let component = component_importing("acme:vault/secrets@1.0.0", "func() -> string");
+    let (status, json) = deploy(&gateway, "vault", &probe_manifest("vault", ""), &component, &[]);
+    assert_eq!(status, 422, "{json}");
+    let error = json["error"].as_str().unwrap_or("");
+    assert!(error.contains("acme:vault/secrets"), "the refusal names the import: {json}");
+    let (status, _) = get(&gateway, "/apps/vault");
+    assert_eq!(status, 404, "nothing was deployed");
+    gateway.kill();
+}
+
+/// A component whose world imports `interface` (one function `get: ty`) beside
+/// wasi:http/incoming-handler, made with wit-component from a dummy module.
+fn component_importing(interface: &str, ty: &str) -> Vec<u8> {
+    let (package, rest) = interface.split_once('/').unwrap();
+    let (name, version) = rest.split_once('@').unwrap();
+    let wit =
+        format!("package {package}@{version};\ninterface {name} {{ get: {ty}; }}\nworld needs {{ import {name}; }}\n");
+    let mut resolve = wit_parser::Resolve::default();
+    let package = resolve.push_str("needs.wit", &wit).unwrap();
+    let world = resolve.select_world(&[package], Some("needs")).unwrap();
+    let mut module = wit_component::dummy_module(&resolve, world, wit_parser::ManglingAndAbi::Standard32);
+    wit_component::embed_component_metadata(&mut module, &resolve, world, wit_component::StringEncoding::UTF8).unwrap();
+    wit_component::ComponentEncoder::default().module(&module).unwrap().validate(true).encode().unwrap()
+}
+
+#[test]
+fn components_come_back_after_a_restart_from_the_compiled_cache() {
+    let data = scratch("restart");
+    let cache = scratch("restart-cache");
+    let cache_arg = cache.to_str().unwrap();
+    let gateway = start(&data, &["--compile-cache", cache_arg]);
+    let component = std::fs::read(component_wasm("predict-component")).unwrap();
+    let manifest = "name = \"typeahead\"\nwasm = \"x.wasm\"\nmodels = [\"wordlm\"]\n";
+    let (status, json) = deploy(&gateway, "typeahead", manifest, &component, &[]);
+    assert_eq!(status, 201, "{json}");
+    let (status, before) = get(&gateway, "/apps/typeahead?text=good%20morning");
+    assert_eq!(status, 200, "{before}");
+    gateway.kill();
+    let cached = std::fs::read_dir(&cache).map(|entries| entries.count()).unwrap_or(0);
+    assert!(cached > 0, "compiled code was written to {}", cache.display());
+
+    let gateway = start(&data, &["--compile-cache", cache_arg]);
+    let (status, after) = get(&gateway, "/apps/typeahead?text=good%20morning");
+    assert_eq!(status, 200, "{after}");
+    assert_eq!(before, after, "the restored component answers as before");
+    gateway.kill();
+}

@@ -118,6 +118,36 @@ fn template_app_lifecycle_over_http() {
 }
 
 #[test]
+fn python_and_js_templates_build_and_answer_as_the_rust_one() {
+    // The Rust template as the guests workspace builds it (`my-app`), on the same model.
+    let rust = Gateway::spawn(&s(&["run", "guests/template", "--no-warm-up"]));
+    let query = "?input=12,7,40&k=3";
+    let (status, reference) = json_of(agent().get(&rust.url(&format!("/v1/my-app{query}"))).call());
+    assert_eq!(status, 200, "{reference}");
+    rust.kill();
+    let top_indices = |json: &serde_json::Value| {
+        json["top"].as_array().unwrap().iter().map(|t| t["index"].clone()).collect::<Vec<_>>()
+    };
+
+    for lang in ["python", "js"] {
+        let app = scratch(&format!("new-{lang}-app"));
+        let (ok, out, err) = edgenn(&["new", "word-top", "--lang", lang, "--path", app.to_str().unwrap()]);
+        assert!(ok, "{out}{err}");
+        let built = std::process::Command::new(app.join("build.sh")).status().expect("build.sh runs");
+        assert!(built.success(), "{lang}: build.sh");
+        let gateway = Gateway::spawn(&s(&["run", app.to_str().unwrap(), "--no-warm-up"]));
+        let (status, json) = json_of(agent().get(&gateway.url(&format!("/v1/word-top{query}"))).call());
+        assert_eq!(status, 200, "{lang}: {json}");
+        assert_eq!((&json["model"], &json["outputs"]), (&reference["model"], &reference["outputs"]), "{lang}: {json}");
+        assert_eq!(top_indices(&json), top_indices(&reference), "{lang}: {json} vs {reference}");
+        let (status, json) = json_of(agent().get(&gateway.url("/v1/word-top?input=x")).call());
+        assert_eq!(status, 400, "{lang}: {json}");
+        gateway.kill();
+        let _ = std::fs::remove_dir_all(&app);
+    }
+}
+
+#[test]
 fn a_path_named_explicitly_must_exist() {
     for (args, named) in [
         (

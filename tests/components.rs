@@ -276,3 +276,62 @@ fn components_come_back_after_a_restart_from_the_compiled_cache() {
     assert_eq!(before, after, "the restored component answers as before");
     gateway.kill();
 }
+
+/// The golden digit drawings: (expected digit, 64 pixels).
+fn golden_digits() -> Vec<(u64, serde_json::Value)> {
+    let golden: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(repo().join("guests/digits/testdata/golden.json")).unwrap()).unwrap();
+    golden["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|case| (case["digit"].as_u64().unwrap(), case["pixels"].clone()))
+        .collect()
+}
+
+#[test]
+fn python_and_javascript_components_answer_what_the_rust_app_answers() {
+    let data = scratch("languages");
+    let gateway = start(&data, &[]);
+    let model = std::fs::read(repo().join("guests/digits/model/digits.onnx")).unwrap();
+    let manifest = |name: &str| {
+        format!(
+            "name = \"{name}\"\nwasm = \"x.wasm\"\n[[bundled_models]]\nname = \"digits\"\nfile = \"model/digits.onnx\"\nbackend = \"tract\"\n[limits]\nmemory_mib = 128\n[config]\nbackend = \"ort\"\n"
+        )
+    };
+    for name in ["digits-py", "digits-js"] {
+        let wasm = std::fs::read(component_wasm(name)).unwrap();
+        let (status, json) = deploy(&gateway, name, &manifest(name), &wasm, &[("model/digits.onnx", &model)]);
+        assert_eq!(status, 201, "{name}: {json}");
+        assert_eq!(json["deployed"]["abi"], "component", "{json}");
+    }
+    for (digit, pixels) in golden_digits() {
+        let body = serde_json::json!({ "pixels": pixels });
+        // The Rust WAGI app (started with the gateway from guests/digits) is the reference.
+        let (status, rust) = post_json(&gateway, "/v1/digits?backend=tract", &body);
+        assert_eq!((status, rust["digit"].as_u64()), (200, Some(digit)), "{rust}");
+        for name in ["digits-py", "digits-js"] {
+            for backend in ["tract", "ort"] {
+                let (status, json) = post_json(&gateway, &format!("/apps/{name}?backend={backend}"), &body);
+                assert_eq!(status, 200, "{name} on {backend}: {json}");
+                assert_eq!(json["digit"].as_u64(), Some(digit), "{name} on {backend}: {json}");
+                let probabilities = |v: &serde_json::Value| -> Vec<f64> {
+                    v["probabilities"].as_array().unwrap().iter().map(|p| p.as_f64().unwrap()).collect()
+                };
+                for (ours, reference) in probabilities(&json).iter().zip(probabilities(&rust)) {
+                    assert!((ours - reference).abs() < 1e-4, "{name} on {backend}: {json} vs {rust}");
+                }
+            }
+        }
+    }
+    // A bad request is a 400, a model the app does not have a 404, in both languages.
+    for name in ["digits-py", "digits-js"] {
+        let (status, json) = post_json(&gateway, &format!("/apps/{name}"), &serde_json::json!({ "pixels": [1, 2] }));
+        assert_eq!(status, 400, "{name}: {json}");
+        assert!(json["error"].as_str().is_some_and(|e| !e.is_empty()), "{json}");
+        let (status, json) =
+            post_json(&gateway, &format!("/apps/{name}?model=nope"), &serde_json::json!({ "pixels": vec![0; 64] }));
+        assert_eq!(status, 404, "{name}: {json}");
+    }
+    gateway.kill();
+}

@@ -1,6 +1,6 @@
-//! `edgenn new`: a new app from the template.
+//! `edgenn new`: a new app from a template, in Rust, Python or JavaScript.
 
-use super::template;
+use super::template::{self, Language};
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -10,11 +10,23 @@ pub struct NewArgs {
     /// Where to create it (default: ./<name>).
     #[arg(long)]
     path: Option<PathBuf>,
+    /// The app's language: rust (a WAGI module with the guest SDK), python or js (wasi:http
+    /// components).
+    #[arg(long, value_enum, default_value = "rust")]
+    lang: Language,
 }
 
 pub fn execute(args: NewArgs) -> anyhow::Result<()> {
     let path = args.path.unwrap_or_else(|| PathBuf::from(&args.name));
-    template::create(&args.name, &path)?;
-    println!("created {} from the edgenn app template; see {}/README.md", args.name, path.display());
+    template::create(&args.name, args.lang, &path)?;
+    let build = match args.lang {
+        Language::Rust => format!("scripts/guest-cargo build --release --manifest-path {}/Cargo.toml", path.display()),
+        Language::Python | Language::Js => format!("{}/build.sh", path.display()),
+    };
+    println!(
+        "created {} from the edgenn app template; build it with `{build}`, see {}/README.md",
+        args.name,
+        path.display()
+    );
     Ok(())
 }

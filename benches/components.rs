@@ -55,22 +55,20 @@ fn setup() {
     for (name, wasm) in guests {
         let module = Arc::new(runtime.compile(&wasm).expect("compiles"));
         let (runtime, policy) = (runtime.clone(), policy.clone());
-        let (mut setups, mut totals) = tokio
-            .block_on(tokio::task::spawn_blocking(move || {
-                let request =
-                    GuestRequest { method: "GET".into(), script_name: "/echo".into(), ..GuestRequest::default() };
-                let mut setups = Vec::new();
-                let mut totals = Vec::new();
-                for i in 0..2200 {
-                    let run = runtime.run(&module, &policy, request.clone()).expect("runs");
-                    if i >= 200 {
-                        setups.push(run.setup.as_secs_f64() * 1e6);
-                        totals.push(run.total.as_secs_f64() * 1e6);
-                    }
+        let worker = tokio.spawn_blocking(move || {
+            let request = GuestRequest { method: "GET".into(), script_name: "/echo".into(), ..GuestRequest::default() };
+            let mut setups = Vec::new();
+            let mut totals = Vec::new();
+            for i in 0..2200 {
+                let run = runtime.run(&module, &policy, request.clone()).expect("runs");
+                if i >= 200 {
+                    setups.push(run.setup.as_secs_f64() * 1e6);
+                    totals.push(run.total.as_secs_f64() * 1e6);
                 }
-                (setups, totals)
-            }))
-            .expect("bench thread");
+            }
+            (setups, totals)
+        });
+        let (mut setups, mut totals) = tokio.block_on(worker).expect("bench thread");
         println!(
             "(g) {name}: set-up p50 {:.1} us, p99 {:.1} us; whole request p50 {:.1} us",
             percentile(&mut setups, 0.5),
@@ -129,19 +127,29 @@ fn type_ahead(seconds: u64) {
     }
     println!("| type-ahead | clients | requests | p50 ms | p99 ms | req/s |");
     println!("| --- | --- | --- | --- | --- | --- |");
+    // Each build gets `seconds` in all, in five alternating slices, so that a change in the
+    // machine's load during the run falls on both alike.
+    const SLICES: u32 = 5;
+    let slice = Duration::from_secs(seconds) / SLICES;
     for clients in [1, 8] {
-        let mut throughputs = Vec::new();
-        for (name, path) in &paths {
-            let (latencies, throughput) = load(&gateway, path, None, clients, Duration::from_secs(seconds));
+        let mut runs: Vec<(Vec<f64>, f64)> = vec![(Vec::new(), 0.0); paths.len()];
+        for _ in 0..SLICES {
+            for ((_, path), (latencies, throughput)) in paths.iter().zip(runs.iter_mut()) {
+                let (more, rate) = load(&gateway, path, None, clients, slice);
+                latencies.extend(more);
+                *throughput += rate / f64::from(SLICES);
+            }
+        }
+        for ((name, _), (latencies, throughput)) in paths.iter().zip(runs.iter_mut()) {
+            latencies.sort_by(f64::total_cmp);
             println!(
                 "| {name} | {clients} | {} | {:.2} | {:.2} | {throughput:.1} |",
                 latencies.len(),
-                at(&latencies, 0.5),
-                at(&latencies, 0.99)
+                at(latencies, 0.5),
+                at(latencies, 0.99)
             );
-            throughputs.push(throughput);
         }
-        println!("(h) {clients} clients: component/WAGI throughput ratio {:.3}", throughputs[1] / throughputs[0]);
+        println!("(h) {clients} clients: component/WAGI throughput ratio {:.3}", runs[1].1 / runs[0].1);
     }
     gateway.kill();
 }

@@ -78,6 +78,56 @@ fn setup() {
     }
 }
 
+/// The type-ahead request in-process, WAGI module against component, interleaved: what the
+/// HTTP edge does not add.
+fn type_ahead_in_process() {
+    use edgenn::nn::backend::ort::{OrtBackend, OrtOptions};
+    let metrics = Arc::new(Metrics::new());
+    let mut backends = Backends::default();
+    let ort = OrtBackend::new(&repo().join(".edgenn/onnxruntime/libonnxruntime.so.1.31.1"), OrtOptions::default())
+        .expect("ONNX Runtime");
+    backends.register(ort).register(TractBackend);
+    let store = Arc::new(ModelStore::new(backends, 1 << 30, metrics.clone()));
+    store.register_all(&repo().join("models")).expect("models");
+    let runtime = Arc::new(Runtime::new(RuntimeConfig::default(), store, metrics).expect("runtime"));
+    let policy = Arc::new(AppPolicy {
+        name: "bench".into(),
+        memory_bytes: 256 << 20,
+        deadline: Duration::from_secs(30),
+        models: Arc::new(ModelAccess::everything()),
+        config_env: Arc::from(Vec::new()),
+        outbound: Arc::from(Vec::new()),
+    });
+    let wagi = Arc::new(runtime.compile(&std::fs::read(guest_wasm("predict")).unwrap()).unwrap());
+    let component = Arc::new(runtime.compile(&std::fs::read(component_wasm("predict-component")).unwrap()).unwrap());
+    let tokio = tokio::runtime::Runtime::new().expect("tokio");
+    let worker = tokio.spawn_blocking(move || {
+        let request = GuestRequest {
+            method: "GET".into(),
+            script_name: "/v1/predict".into(),
+            query: "text=she%20was%20not%20acq&k=5".into(),
+            ..GuestRequest::default()
+        };
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for i in 0..1200 {
+            for (module, out) in [(&wagi, &mut a), (&component, &mut b)] {
+                let run = runtime.run(module, &policy, request.clone()).expect("runs");
+                assert_eq!(run.response.status, 200);
+                if i >= 200 {
+                    out.push(run.total.as_secs_f64() * 1e3);
+                }
+            }
+        }
+        (a, b)
+    });
+    let (mut wagi, mut component) = tokio.block_on(worker).expect("bench thread");
+    println!(
+        "(h') type-ahead in-process, whole request p50: WAGI {:.3} ms, component {:.3} ms",
+        percentile(&mut wagi, 0.5),
+        percentile(&mut component, 0.5)
+    );
+}
+
 /// Requests `path` from `clients` threads for `duration`: sorted latencies (ms) and req/s.
 fn load(gateway: &Gateway, path: &str, body: Option<&[u8]>, clients: usize, duration: Duration) -> (Vec<f64>, f64) {
     let url = gateway.url(path);
@@ -261,6 +311,7 @@ fn main() {
         setup();
     }
     if wanted("typeahead") {
+        type_ahead_in_process();
         type_ahead(seconds);
     }
     if wanted("languages") {

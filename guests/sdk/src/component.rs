@@ -134,22 +134,25 @@ fn read_body(request: &IncomingRequest) -> Result<Vec<u8>, String> {
     let incoming = request
         .consume()
         .map_err(|()| "the body was already taken".to_owned())?;
-    let mut body = Vec::new();
-    {
-        let stream = incoming
-            .stream()
-            .map_err(|()| "the body has no stream".to_owned())?;
-        loop {
-            match stream.blocking_read(64 * 1024) {
-                Ok(chunk) => body.extend_from_slice(&chunk),
-                Err(StreamError::Closed) => break,
-                Err(StreamError::LastOperationFailed(e)) => return Err(e.to_debug_string()),
-            }
-        }
-        // The stream is a child of the body: it must go before the body is finished.
-    }
+    let body = read_to_end(&incoming)?;
     IncomingBody::finish(incoming);
     Ok(body)
+}
+
+/// All of an incoming body (a request's or an upstream response's).
+fn read_to_end(incoming: &IncomingBody) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    // The stream is a child of the body: it is dropped here, before the body is finished.
+    let stream = incoming
+        .stream()
+        .map_err(|()| "the body has no stream".to_owned())?;
+    loop {
+        match stream.blocking_read(64 * 1024) {
+            Ok(chunk) => body.extend_from_slice(&chunk),
+            Err(StreamError::Closed) => return Ok(body),
+            Err(StreamError::LastOperationFailed(e)) => return Err(e.to_debug_string()),
+        }
+    }
 }
 
 fn write_response(response: Response, out: ResponseOutparam) {
@@ -256,19 +259,7 @@ pub(crate) fn fetch(method: &str, url: &str, body: &[u8]) -> Result<Fetched, Str
     let incoming = response
         .consume()
         .map_err(|()| "the response body was already taken".to_owned())?;
-    let mut body = Vec::new();
-    {
-        let stream = incoming
-            .stream()
-            .map_err(|()| "no response body stream".to_owned())?;
-        loop {
-            match stream.blocking_read(64 * 1024) {
-                Ok(chunk) => body.extend_from_slice(&chunk),
-                Err(StreamError::Closed) => break,
-                Err(StreamError::LastOperationFailed(e)) => return Err(e.to_debug_string()),
-            }
-        }
-    }
+    let body = read_to_end(&incoming)?;
     drop(incoming);
     Ok(Fetched { status, body })
 }

@@ -189,6 +189,10 @@ impl Runtime {
             cache.with_directory(std::path::absolute(dir)?);
             engine_config.cache(Some(Cache::new(cache)?));
         }
+        // `perf` can name guest functions when the JIT writes its map (/tmp/perf-<pid>.map).
+        if std::env::var_os("EDGENN_WASM_PERFMAP").is_some() {
+            engine_config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&engine_config)?;
 
         let mut linker = Linker::new(&engine);

@@ -17,6 +17,7 @@ mod common;
 use common::{Gateway, agent, component_wasm, guest_wasm, json_of, multipart_parts, repo};
 use edgenn::metrics::Metrics;
 use edgenn::nn::backend::Backends;
+use edgenn::nn::backend::ort::{OrtBackend, OrtOptions};
 use edgenn::nn::backend::tract::TractBackend;
 use edgenn::nn::{ModelAccess, ModelStore};
 use edgenn::runtime::wagi::GuestRequest;
@@ -32,12 +33,15 @@ fn percentile(samples: &mut [f64], p: f64) -> f64 {
     samples[((samples.len() - 1) as f64 * p).round() as usize]
 }
 
-/// (g): set-up times, in-process, for a module and a component alike.
-fn setup() {
+/// A runtime on both backends with the bundled models, and a policy that may load them all.
+fn in_process() -> (Arc<Runtime>, Arc<AppPolicy>) {
     let metrics = Arc::new(Metrics::new());
     let mut backends = Backends::default();
-    backends.register(TractBackend);
+    let ort = OrtBackend::new(&repo().join(".edgenn/onnxruntime/libonnxruntime.so.1.31.1"), OrtOptions::default())
+        .expect("ONNX Runtime");
+    backends.register(ort).register(TractBackend);
     let store = Arc::new(ModelStore::new(backends, 1 << 30, metrics.clone()));
+    store.register_all(&repo().join("models")).expect("models");
     let runtime = Arc::new(Runtime::new(RuntimeConfig::default(), store, metrics).expect("runtime"));
     let policy = Arc::new(AppPolicy {
         name: "bench".into(),
@@ -47,6 +51,12 @@ fn setup() {
         config_env: Arc::from(Vec::new()),
         outbound: Arc::from(Vec::new()),
     });
+    (runtime, policy)
+}
+
+/// (g): set-up times, in-process, for a module and a component alike.
+fn setup() {
+    let (runtime, policy) = in_process();
     let tokio = tokio::runtime::Runtime::new().expect("tokio");
     let guests = [
         ("WAGI module (noop)", std::fs::read(guest_wasm("noop")).unwrap()),
@@ -81,23 +91,7 @@ fn setup() {
 /// The type-ahead request in-process, WAGI module against component, interleaved: what the
 /// HTTP edge does not add.
 fn type_ahead_in_process() {
-    use edgenn::nn::backend::ort::{OrtBackend, OrtOptions};
-    let metrics = Arc::new(Metrics::new());
-    let mut backends = Backends::default();
-    let ort = OrtBackend::new(&repo().join(".edgenn/onnxruntime/libonnxruntime.so.1.31.1"), OrtOptions::default())
-        .expect("ONNX Runtime");
-    backends.register(ort).register(TractBackend);
-    let store = Arc::new(ModelStore::new(backends, 1 << 30, metrics.clone()));
-    store.register_all(&repo().join("models")).expect("models");
-    let runtime = Arc::new(Runtime::new(RuntimeConfig::default(), store, metrics).expect("runtime"));
-    let policy = Arc::new(AppPolicy {
-        name: "bench".into(),
-        memory_bytes: 256 << 20,
-        deadline: Duration::from_secs(30),
-        models: Arc::new(ModelAccess::everything()),
-        config_env: Arc::from(Vec::new()),
-        outbound: Arc::from(Vec::new()),
-    });
+    let (runtime, policy) = in_process();
     let wagi = Arc::new(runtime.compile(&std::fs::read(guest_wasm("predict")).unwrap()).unwrap());
     let component = Arc::new(runtime.compile(&std::fs::read(component_wasm("predict-component")).unwrap()).unwrap());
     let tokio = tokio::runtime::Runtime::new().expect("tokio");
@@ -139,39 +133,9 @@ fn type_ahead_in_process() {
     );
 }
 
-/// Requests `path` from `clients` threads for `duration`: sorted latencies (ms) and req/s.
+/// `common::load` with JSON bodies.
 fn load(gateway: &Gateway, path: &str, body: Option<&[u8]>, clients: usize, duration: Duration) -> (Vec<f64>, f64) {
-    let url = gateway.url(path);
-    let started = Instant::now();
-    let per_client: Vec<Vec<f64>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..clients)
-            .map(|_| {
-                let url = url.clone();
-                scope.spawn(move || {
-                    let agent = agent();
-                    let mut latencies = Vec::new();
-                    while started.elapsed() < duration {
-                        let sent = Instant::now();
-                        let mut response = match body {
-                            Some(body) => agent.post(&url).header("content-type", "application/json").send(body),
-                            None => agent.get(&url).call(),
-                        }
-                        .expect("request");
-                        assert_eq!(response.status(), 200, "{url}");
-                        let _ = response.body_mut().read_to_vec().expect("body");
-                        latencies.push(sent.elapsed().as_secs_f64() * 1e3);
-                    }
-                    latencies
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().expect("client")).collect()
-    });
-    let elapsed = started.elapsed().as_secs_f64();
-    let mut all: Vec<f64> = per_client.into_iter().flatten().collect();
-    all.sort_by(f64::total_cmp);
-    let throughput = all.len() as f64 / elapsed;
-    (all, throughput)
+    common::load(gateway, path, "application/json", body.unwrap_or_default(), clients, duration)
 }
 
 fn at(latencies: &[f64], p: f64) -> f64 {

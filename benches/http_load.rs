@@ -7,8 +7,8 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::{Gateway, agent, test_data};
-use std::time::{Duration, Instant};
+use common::{Gateway, test_data};
+use std::time::Duration;
 
 struct Load {
     name: &'static str,
@@ -18,38 +18,7 @@ struct Load {
 }
 
 fn run(gateway: &Gateway, load: &Load, clients: usize, duration: Duration) -> (Vec<f64>, f64) {
-    let url = gateway.url(load.path);
-    let started = Instant::now();
-    let per_client: Vec<Vec<f64>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..clients)
-            .map(|_| {
-                let url = url.clone();
-                scope.spawn(move || {
-                    let agent = agent();
-                    let mut latencies = Vec::new();
-                    while started.elapsed() < duration {
-                        let sent = Instant::now();
-                        let mut response = if load.body.is_empty() {
-                            agent.get(&url).call()
-                        } else {
-                            agent.post(&url).header("content-type", load.content_type).send(&load.body[..])
-                        }
-                        .expect("request");
-                        assert_eq!(response.status(), 200);
-                        let _ = response.body_mut().read_to_vec().expect("body");
-                        latencies.push(sent.elapsed().as_secs_f64() * 1e3);
-                    }
-                    latencies
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().expect("client thread")).collect()
-    });
-    let elapsed = started.elapsed().as_secs_f64();
-    let mut all: Vec<f64> = per_client.into_iter().flatten().collect();
-    all.sort_by(f64::total_cmp);
-    let throughput = all.len() as f64 / elapsed;
-    (all, throughput)
+    common::load(gateway, load.path, load.content_type, &load.body, clients, duration)
 }
 
 fn main() {

@@ -229,3 +229,48 @@ pub fn app_dir(root: &Path, name: &str, program: &str, extra: &str, files: &[(&s
         .unwrap();
     dir
 }
+
+/// Requests `path` from `clients` threads for `duration` (a GET when `body` is empty, else a
+/// POST of it as `content_type`), each answer a 200: the latencies in ms, sorted, and req/s.
+/// For the benchmarks.
+pub fn load(
+    gateway: &Gateway,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+    clients: usize,
+    duration: Duration,
+) -> (Vec<f64>, f64) {
+    let url = gateway.url(path);
+    let started = std::time::Instant::now();
+    let per_client: Vec<Vec<f64>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..clients)
+            .map(|_| {
+                let url = url.clone();
+                scope.spawn(move || {
+                    let agent = agent();
+                    let mut latencies = Vec::new();
+                    while started.elapsed() < duration {
+                        let sent = std::time::Instant::now();
+                        let mut response = if body.is_empty() {
+                            agent.get(&url).call()
+                        } else {
+                            agent.post(&url).header("content-type", content_type).send(body)
+                        }
+                        .expect("request");
+                        assert_eq!(response.status(), 200, "{url}");
+                        let _ = response.body_mut().read_to_vec().expect("body");
+                        latencies.push(sent.elapsed().as_secs_f64() * 1e3);
+                    }
+                    latencies
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("client thread")).collect()
+    });
+    let elapsed = started.elapsed().as_secs_f64();
+    let mut all: Vec<f64> = per_client.into_iter().flatten().collect();
+    all.sort_by(f64::total_cmp);
+    let throughput = all.len() as f64 / elapsed;
+    (all, throughput)
+}

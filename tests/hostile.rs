@@ -218,15 +218,18 @@ fn bad_pointers_are_errnos_and_backend_panics_are_counted_traps() {
 
 // --- 4. Uploads cannot rewrite what was validated ----------------------------------------
 
+/// Sent while the answer is read: the gateway may refuse an upload before it has read all of it.
 fn upload(name: &str, parts: &[(&str, Option<&str>, &[u8])]) -> (u16, serde_json::Value) {
     let (content_type, body) = multipart_parts(parts);
-    json_of(
-        agent()
-            .put(&gateway().url(&format!("/admin/apps/{name}")))
-            .header("authorization", &format!("Bearer {TOKEN}"))
-            .header("content-type", &content_type)
-            .send(&body[..]),
-    )
+    let head = format!(
+        "PUT /admin/apps/{name} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {TOKEN}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    let address = gateway().base.trim_start_matches("http://").to_string();
+    let answer = send_while_reading(&address, &head, body);
+    let status = answer.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let json = answer.split_once("\r\n\r\n").and_then(|(_, body)| serde_json::from_str(body).ok());
+    (status, json.unwrap_or(serde_json::Value::Null))
 }
 
 #[test]

@@ -14,7 +14,7 @@
 //!   take) is an `invalid-argument` error resource, a model outside the allow-list is
 //!   `not-found`, a backend panic is `runtime-error`: never a trap of the host.
 
-use super::backend::element_size;
+use super::backend::check_tensor;
 use super::limits::{DeadlineScope, Kill, MemoryBudget};
 use super::witx::{guarded, install_panic_hook};
 use super::{AppGraphRegistry, MeteredExecution, NnError, SharedGraph};
@@ -171,23 +171,13 @@ fn to_wit_type(ty: BackendTensorType) -> TensorType {
     }
 }
 
-/// Why a tensor cannot be given to a model, before any backend sees it.
+/// Why a tensor cannot be given to a model, before any backend sees it: the backends' own
+/// check, plus a bound on the rank.
 fn tensor_problem(tensor: &wasmtime_wasi_nn::Tensor) -> Option<String> {
     if tensor.dimensions.len() > MAX_RANK {
         return Some(format!("tensor rank {} is above {MAX_RANK}", tensor.dimensions.len()));
     }
-    let expected =
-        tensor.dimensions.iter().try_fold(element_size(tensor.ty), |bytes, &d| bytes.checked_mul(d as usize));
-    match expected {
-        Some(expected) if expected == tensor.data.len() => None,
-        Some(expected) => Some(format!(
-            "tensor of dimensions {:?} and type {:?} needs {expected} bytes, got {}",
-            tensor.dimensions,
-            tensor.ty,
-            tensor.data.len()
-        )),
-        None => Some(format!("tensor dimensions {:?} overflow", tensor.dimensions)),
-    }
+    check_tensor(tensor).err().map(|error| error.to_string())
 }
 
 impl wit::graph::Host for WitNnView<'_> {

@@ -33,8 +33,14 @@ fn percentile(samples: &mut [f64], p: f64) -> f64 {
     samples[((samples.len() - 1) as f64 * p).round() as usize]
 }
 
-/// A runtime on both backends with the bundled models, and a policy that may load them all.
+/// A runtime on both backends with the bundled models, and a policy that may load them all:
+/// one per process, as ONNX Runtime allows one environment per process.
 fn in_process() -> (Arc<Runtime>, Arc<AppPolicy>) {
+    static SHARED: std::sync::OnceLock<(Arc<Runtime>, Arc<AppPolicy>)> = std::sync::OnceLock::new();
+    SHARED.get_or_init(start_in_process).clone()
+}
+
+fn start_in_process() -> (Arc<Runtime>, Arc<AppPolicy>) {
     let metrics = Arc::new(Metrics::new());
     let mut backends = Backends::default();
     let ort = OrtBackend::new(&repo().join(".edgenn/onnxruntime/libonnxruntime.so.1.31.1"), OrtOptions::default())

@@ -278,6 +278,10 @@ impl MeteredGraph {
     pub fn execution(&self) -> MeteredExecution {
         MeteredExecution { inner: self.inner.execution(), histogram: self.histogram.clone() }
     }
+
+    pub fn signature(&self) -> &super::backend::Signature {
+        self.inner.signature()
+    }
 }
 
 pub struct MeteredExecution {

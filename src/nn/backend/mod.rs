@@ -80,6 +80,59 @@ pub trait Backend: Send + Sync {
 /// A graph loaded by one of edgenn's backends, shared by every instance that runs it.
 pub trait LoadedGraph: Send + Sync {
     fn execution(&self) -> Box<dyn Execution>;
+
+    /// The graph's inputs and outputs as the loaded model declares them.
+    fn signature(&self) -> &Signature;
+}
+
+/// What a graph takes and gives, read from the model itself (not its manifest).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Signature {
+    pub inputs: Vec<TensorInfo>,
+    pub outputs: Vec<TensorInfo>,
+}
+
+/// One input or output of a graph.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorInfo {
+    pub name: String,
+    pub element: ElementType,
+    /// `-1` for a dimension the model leaves open (a batch size, a sequence length).
+    pub shape: Vec<i64>,
+}
+
+/// An ONNX element type, whether or not wasi-nn can carry it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ElementType {
+    Bool,
+    U8,
+    I8,
+    I16,
+    I32,
+    I64,
+    F16,
+    Bf16,
+    F32,
+    F64,
+    String,
+    /// Anything else (unsigned 16-64, complex, a sequence or a map).
+    Other,
+}
+
+impl ElementType {
+    /// The wasi-nn tensor type of this element type, where wasi-nn has one.
+    pub fn tensor_type(self) -> Option<TensorType> {
+        Some(match self {
+            ElementType::U8 => TensorType::U8,
+            ElementType::I32 => TensorType::I32,
+            ElementType::I64 => TensorType::I64,
+            ElementType::F16 => TensorType::Fp16,
+            ElementType::Bf16 => TensorType::Bf16,
+            ElementType::F32 => TensorType::Fp32,
+            ElementType::F64 => TensorType::Fp64,
+            _ => return None,
+        })
+    }
 }
 
 /// One execution of a [`LoadedGraph`], owned by one guest instance.

@@ -8,7 +8,10 @@
 //! registered with the [`Watchdog`], which sets ONNX Runtime's terminate flag on its
 //! `RunOptions` when the deadline passes (ONNX Runtime checks it between kernels).
 
-use super::{Backend, BackendKind, Error, Execution, LoadedGraph, Slots, bytes_to_vec, dimensions_u32};
+use super::{
+    Backend, BackendKind, ElementType, Error, Execution, LoadedGraph, Signature, Slots, TensorInfo, bytes_to_vec,
+    dimensions_u32,
+};
 use crate::nn::limits::current_deadline;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::{RunOptions, Session};
@@ -82,9 +85,26 @@ impl OrtBackend {
             sessions.push(builder.commit_from_memory(onnx)?);
         }
         let input_types = sessions[0].inputs().iter().map(|outlet| outlet.dtype().tensor_type()).collect();
+        let info = |outlets: &[ort::value::Outlet]| -> Vec<TensorInfo> {
+            outlets
+                .iter()
+                .map(|outlet| TensorInfo {
+                    name: outlet.name().to_string(),
+                    element: outlet.dtype().tensor_type().map_or(ElementType::Other, element_of),
+                    shape: outlet.dtype().tensor_shape().map(|shape| shape.to_vec()).unwrap_or_default(),
+                })
+                .collect()
+        };
+        let signature = Signature { inputs: info(sessions[0].inputs()), outputs: info(sessions[0].outputs()) };
         let input_names = sessions[0].inputs().iter().map(|outlet| outlet.name().to_string()).collect();
         let output_names = sessions[0].outputs().iter().map(|outlet| outlet.name().to_string()).collect();
-        Ok(OrtGraph(Arc::new(OrtModel { input_types, input_names, output_names, pool: SessionPool::new(sessions) })))
+        Ok(OrtGraph(Arc::new(OrtModel {
+            input_types,
+            input_names,
+            output_names,
+            signature,
+            pool: SessionPool::new(sessions),
+        })))
     }
 }
 
@@ -107,6 +127,7 @@ struct OrtModel {
     input_types: Vec<Option<TensorElementType>>,
     input_names: Arc<[String]>,
     output_names: Arc<[String]>,
+    signature: Signature,
     pool: SessionPool,
 }
 
@@ -117,6 +138,10 @@ impl LoadedGraph for OrtGraph {
     fn execution(&self) -> Box<dyn Execution> {
         let slots = Slots::new(self.0.input_names.clone(), self.0.output_names.clone());
         Box::new(OrtExecution { model: self.0.clone(), slots })
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.0.signature
     }
 }
 
@@ -173,6 +198,23 @@ impl BackendExecutionContext for OrtExecution {
         let model = &self.model;
         let convert = |index, tensor: &Tensor| Self::convert(model, index, tensor);
         Ok(self.slots.compute(inputs, convert, |slots| Self::run(model, slots))?)
+    }
+}
+
+fn element_of(ty: TensorElementType) -> ElementType {
+    match ty {
+        TensorElementType::Bool => ElementType::Bool,
+        TensorElementType::Uint8 => ElementType::U8,
+        TensorElementType::Int8 => ElementType::I8,
+        TensorElementType::Int16 => ElementType::I16,
+        TensorElementType::Int32 => ElementType::I32,
+        TensorElementType::Int64 => ElementType::I64,
+        TensorElementType::Float16 => ElementType::F16,
+        TensorElementType::Bfloat16 => ElementType::Bf16,
+        TensorElementType::Float32 => ElementType::F32,
+        TensorElementType::Float64 => ElementType::F64,
+        TensorElementType::String => ElementType::String,
+        _ => ElementType::Other,
     }
 }
 

@@ -7,7 +7,10 @@
 //! time); a run that does start and overruns is answered 504 at the deadline by the gateway
 //! while its thread finishes, holding that app's turn (see `apps`).
 
-use super::{Backend, BackendKind, Error, Execution, LoadedGraph, Slots, bytes_to_vec, check_tensor, dimensions_u32};
+use super::{
+    Backend, BackendKind, ElementType, Error, Execution, LoadedGraph, Signature, Slots, TensorInfo, bytes_to_vec,
+    check_tensor, dimensions_u32,
+};
 use crate::nn::limits::{current_deadline, mark_deadline_exceeded};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,12 +28,32 @@ impl TractBackend {
         let plan = tract_onnx::onnx().model_for_read(&mut &onnx[..])?.into_optimized()?.into_runnable()?;
         let model = plan.model();
         let names = |outlets: &[OutletId]| outlets.iter().map(|o| model.node(o.node).name.clone()).collect();
-        let input_names = names(model.input_outlets()?);
-        let output_names = names(model.output_outlets()?);
+        let input_names: Arc<[String]> = names(model.input_outlets()?);
+        let output_names: Arc<[String]> = names(model.output_outlets()?);
+        let info = |outlets: &[OutletId], names: &[String]| -> Result<Vec<TensorInfo>, Error> {
+            outlets
+                .iter()
+                .zip(names)
+                .map(|(&outlet, name)| {
+                    let fact = model.outlet_fact(outlet)?;
+                    Ok(TensorInfo {
+                        name: name.clone(),
+                        element: element_of(fact.datum_type),
+                        // A symbolic dimension (`N`, `batch`) is one the model leaves open.
+                        shape: fact.shape.iter().map(|d| d.to_i64().unwrap_or(-1)).collect(),
+                    })
+                })
+                .collect()
+        };
+        let signature = Signature {
+            inputs: info(model.input_outlets()?, &input_names[..])?,
+            outputs: info(model.output_outlets()?, &output_names[..])?,
+        };
         Ok(TractGraph(Arc::new(TractModel {
             plan,
             input_names,
             output_names,
+            signature,
             fastest_run_nanos: AtomicU64::new(NEVER_RUN),
         })))
     }
@@ -53,6 +76,7 @@ struct TractModel {
     plan: Arc<TypedRunnableModel>,
     input_names: Arc<[String]>,
     output_names: Arc<[String]>,
+    signature: Signature,
     /// The fastest run so far: a request with less time left cannot finish one.
     fastest_run_nanos: AtomicU64,
 }
@@ -96,6 +120,10 @@ impl LoadedGraph for TractGraph {
         let slots = Slots::new(self.0.input_names.clone(), self.0.output_names.clone());
         Box::new(TractExecution { model: self.0.clone(), slots })
     }
+
+    fn signature(&self) -> &Signature {
+        &self.0.signature
+    }
 }
 
 pub struct TractExecution {
@@ -125,6 +153,22 @@ impl BackendExecutionContext for TractExecution {
     fn compute(&mut self, inputs: Option<Vec<NamedTensor>>) -> Result<Option<Vec<NamedTensor>>, BackendError> {
         let model = &self.model;
         Ok(self.slots.compute(inputs, convert, |slots| model.run(slots))?)
+    }
+}
+
+fn element_of(datum: DatumType) -> ElementType {
+    match datum {
+        DatumType::Bool => ElementType::Bool,
+        DatumType::U8 => ElementType::U8,
+        DatumType::I8 => ElementType::I8,
+        DatumType::I16 => ElementType::I16,
+        DatumType::I32 => ElementType::I32,
+        DatumType::I64 => ElementType::I64,
+        DatumType::F16 => ElementType::F16,
+        DatumType::F32 => ElementType::F32,
+        DatumType::F64 => ElementType::F64,
+        DatumType::String => ElementType::String,
+        _ => ElementType::Other,
     }
 }
 

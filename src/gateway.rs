@@ -143,6 +143,9 @@ impl Gateway {
             }
             None => None,
         };
+        if !config.models.warm_up {
+            apps.skip_warm_up();
+        }
         Ok(Self { apps, web_demo: config.web_demo.clone(), admin, http: config.http.clone() })
     }
 

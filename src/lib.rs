@@ -3,7 +3,8 @@
 //! serves with ONNX Runtime or tract from a shared model cache.
 //!
 //! One request reads top to bottom: [`http`] -> [`apps`] -> [`runtime`] -> [`nn`] ->
-//! [`nn::backend`]. [`gateway`] wires them together; [`commands`] are the command line.
+//! [`nn::backend`]; an Open Inference Protocol request (`/v2`) goes [`http`] -> [`oip`] ->
+//! [`nn`]. [`gateway`] wires them together; [`commands`] are the command line.
 
 pub mod apps;
 pub mod commands;
@@ -11,6 +12,7 @@ pub mod gateway;
 pub mod http;
 pub mod metrics;
 pub mod nn;
+pub mod oip;
 pub mod runtime;
 
 pub use gateway::{Gateway, GatewayConfig, serve};

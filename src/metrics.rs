@@ -16,6 +16,13 @@ pub struct RequestLabels {
     pub status: u16,
 }
 
+/// A request to the Open Inference Protocol (`/v2`) for one model.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct InferLabels {
+    pub model: String,
+    pub status: u16,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ModelLabels {
     pub model: String,
@@ -28,6 +35,8 @@ pub struct Metrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
     pub request_duration: HistogramFamily<RequestLabels>,
+    pub infer_requests: Family<InferLabels, Counter>,
+    pub infer_request_duration: HistogramFamily<InferLabels>,
     pub inference_duration: HistogramFamily<ModelLabels>,
     pub cache_hits: Counter,
     pub cache_misses: Counter,
@@ -63,6 +72,8 @@ impl Metrics {
         let metrics = Self {
             requests,
             request_duration,
+            infer_requests: Family::default(),
+            infer_request_duration: Family::new_with_constructor(latency_histogram),
             inference_duration,
             cache_hits: Counter::default(),
             cache_misses: Counter::default(),
@@ -84,6 +95,17 @@ impl Metrics {
             "Latency of app requests, by app and status",
             Unit::Seconds,
             metrics.request_duration.clone(),
+        );
+        registry.register(
+            "v2_infer_requests",
+            "Open Inference Protocol inference requests, by model and status",
+            metrics.infer_requests.clone(),
+        );
+        registry.register_with_unit(
+            "v2_infer_request_duration",
+            "Latency of Open Inference Protocol inference requests, by model and status",
+            Unit::Seconds,
+            metrics.infer_request_duration.clone(),
         );
         registry.register_with_unit(
             "inference_duration",

@@ -21,7 +21,7 @@ use manifest::{MANIFEST_FILE, MAX_ROUTE_BYTES, is_at_or_below};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -158,12 +158,24 @@ pub struct Apps {
     table: RwLock<Table>,
     slots: Arc<Semaphore>,
     deployments: AtomicU64,
+    /// The apps' models are loaded ([`Apps::warm_up`] has run): what readiness reports.
+    warm: AtomicBool,
 }
 
 impl Apps {
     pub fn new(runtime: Arc<Runtime>) -> Self {
         let slots = Arc::new(Semaphore::new(runtime.config().max_instances as usize));
-        Self { runtime, table: RwLock::default(), slots, deployments: AtomicU64::new(1) }
+        Self { runtime, table: RwLock::default(), slots, deployments: AtomicU64::new(1), warm: AtomicBool::new(false) }
+    }
+
+    /// Whether the models to warm up are loaded (or there is no warm-up to wait for).
+    pub fn is_warm(&self) -> bool {
+        self.warm.load(Ordering::Acquire)
+    }
+
+    /// Readiness without a warm-up: models load on first use.
+    pub fn skip_warm_up(&self) {
+        self.warm.store(true, Ordering::Release);
     }
 
     pub fn runtime(&self) -> &Arc<Runtime> {
@@ -312,6 +324,7 @@ impl Apps {
                 }
             }
         }
+        self.warm.store(true, Ordering::Release);
     }
 
     /// Takes an app out of service; in-flight requests finish on it.

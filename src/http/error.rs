@@ -6,6 +6,7 @@
 
 use crate::apps::{CallError, DeployError};
 use crate::nn::describe;
+use crate::oip::OipError;
 use crate::runtime::RuntimeError;
 use axum::Json;
 use axum::extract::Request;
@@ -38,6 +39,8 @@ pub enum ApiError {
     Storage(#[from] std::io::Error),
     #[error(transparent)]
     Call(#[from] CallError),
+    #[error(transparent)]
+    Infer(#[from] OipError),
 }
 
 impl ApiError {
@@ -72,6 +75,12 @@ impl ApiError {
             },
             ApiError::Call(CallError::ShuttingDown) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Call(CallError::Panicked) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Infer(error) => match error {
+                OipError::UnknownModel(_) => StatusCode::NOT_FOUND,
+                OipError::BadRequest(_) | OipError::BackendUnavailable { .. } => StatusCode::BAD_REQUEST,
+                OipError::Deadline => StatusCode::GATEWAY_TIMEOUT,
+                OipError::Load(..) | OipError::Inference(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            },
         }
     }
 
@@ -91,6 +100,14 @@ impl ApiError {
             ApiError::Call(CallError::AppBusy { .. }) => "app_busy",
             ApiError::Call(CallError::ShuttingDown) => "shutting_down",
             ApiError::Call(CallError::Panicked) => "internal",
+            ApiError::Infer(error) => match error {
+                OipError::UnknownModel(_) => "not_found",
+                OipError::BadRequest(_) => "bad_request",
+                OipError::BackendUnavailable { .. } => "backend_unavailable",
+                OipError::Deadline => "deadline_exceeded",
+                OipError::Load(..) => "model_load_failed",
+                OipError::Inference(_) => "inference_failed",
+            },
             ApiError::Call(CallError::Runtime(error)) => match error {
                 RuntimeError::DeadlineExceeded(_) => "deadline_exceeded",
                 RuntimeError::MemoryLimit(_) => "memory_limit",

@@ -11,6 +11,7 @@ pub mod error;
 pub mod serve;
 #[cfg(test)]
 mod tests;
+pub mod v2;
 
 use crate::apps::{App, Apps};
 use crate::metrics::RequestLabels;
@@ -47,6 +48,10 @@ pub struct HttpLimits {
     pub max_connections: usize,
     /// Longest request URI (path and query); beyond it, 414.
     pub max_uri_bytes: usize,
+    /// Largest `/v2` inference request body (JSON and binary tensors); beyond it, 413.
+    pub max_infer_body_bytes: usize,
+    /// Time a `/v2` inference may take, from its body's arrival; beyond it, 504.
+    pub infer_deadline: Duration,
 }
 
 impl Default for HttpLimits {
@@ -58,6 +63,8 @@ impl Default for HttpLimits {
             max_requests_in_flight: 1024,
             max_connections: 4096,
             max_uri_bytes: 8 << 10,
+            max_infer_body_bytes: 64 << 20,
+            infer_deadline: Duration::from_secs(30),
         }
     }
 }
@@ -111,6 +118,7 @@ pub fn router(
         .route("/metrics", get(metrics))
         .route("/v1/models", get(list_models))
         .route("/v1/apps", get(list_apps))
+        .merge(v2::router())
         .route("/apps/{name}", any(app_root))
         .route("/apps/{name}/{*rest}", any(app_path))
         .fallback(any(by_app_route))

@@ -5,6 +5,7 @@
 use crate::gateway::{AdminConfig, AppsConfig, Gateway, GatewayConfig, ModelsConfig};
 use crate::http::HttpLimits;
 use crate::http::admin::UploadLimits;
+use crate::nn::backend::LoadedGraph;
 use crate::nn::backend::ort::OrtOptions;
 use crate::runtime::RuntimeConfig;
 use axum::body::Body;
@@ -12,6 +13,7 @@ use axum::http::{Request, StatusCode, header};
 use std::path::Path;
 use std::sync::OnceLock;
 use tower::ServiceExt;
+use wasmtime_wasi_nn::backend::Id;
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -139,4 +141,212 @@ async fn the_admin_api_wants_the_token_and_valid_names() {
         .unwrap();
     let (status, _, json) = send(upload).await;
     assert_eq!((status, json["kind"].as_str()), (StatusCode::BAD_REQUEST, Some("bad_request")), "{json}");
+}
+
+/// A gateway with the repository's shared models on tract, for the Open Inference Protocol.
+fn v2_router() -> axum::Router {
+    static GATEWAY: OnceLock<Gateway> = OnceLock::new();
+    GATEWAY
+        .get_or_init(|| {
+            let config = GatewayConfig {
+                listen: "127.0.0.1:0".parse().unwrap(),
+                models: ModelsConfig {
+                    roots: vec![repo().join("models")],
+                    files: Vec::new(),
+                    ort_library: None,
+                    ort: OrtOptions::default(),
+                    cache_bytes: 256 << 20,
+                    warm_up: false,
+                },
+                apps: AppsConfig { dirs: Vec::new(), manifests: Vec::new() },
+                runtime: RuntimeConfig { max_instances: 4, ..RuntimeConfig::default() },
+                http: HttpLimits { max_infer_body_bytes: 64 << 10, ..HttpLimits::default() },
+                web_demo: None,
+                admin: None,
+            };
+            Gateway::build(&config).expect("the gateway builds")
+        })
+        .router()
+}
+
+async fn v2(request: Request<Body>) -> (StatusCode, http::HeaderMap, bytes::Bytes) {
+    let response = v2_router().oneshot(request).await.unwrap();
+    let (parts, body) = response.into_parts();
+    (parts.status, parts.headers, axum::body::to_bytes(body, 16 << 20).await.unwrap())
+}
+
+async fn v2_json(request: Request<Body>) -> (StatusCode, serde_json::Value) {
+    let (status, _, body) = v2(request).await;
+    let json = serde_json::from_slice(&body).unwrap_or_else(|e| panic!("not JSON ({e}): {body:?}"));
+    (status, json)
+}
+
+/// An inference request on tract (this gateway has no ONNX Runtime).
+fn infer_request(uri: &str, mut body: serde_json::Value) -> Request<Body> {
+    body["parameters"]["backend"] = "tract".into();
+    Request::post(uri).header(header::CONTENT_TYPE, "application/json").body(Body::from(body.to_string())).unwrap()
+}
+
+/// Token ids for the start of a sentence, left-padded as the type-ahead guest does.
+fn tokens() -> Vec<i32> {
+    let mut tokens = vec![0; 32];
+    tokens[29..].copy_from_slice(&[4, 17, 9]);
+    tokens
+}
+
+#[tokio::test]
+async fn v2_health_and_metadata_come_from_the_gateway_and_the_graph() {
+    let (status, json) = v2_json(get("/v2/health/live")).await;
+    assert_eq!((status, json["live"].as_bool()), (StatusCode::OK, Some(true)));
+    let (status, _) = v2_json(get("/v2/health/ready")).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, json) = v2_json(get("/v2")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(json["extensions"].as_array().unwrap().iter().any(|e| e == "binary_tensor_data"), "{json}");
+
+    let (status, json) = v2_json(get("/v2/models/wordlm")).await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    assert_eq!(json["platform"], "onnx_onnxv1");
+    assert_eq!(json["inputs"][0]["datatype"], "INT32");
+    assert_eq!(json["inputs"][0]["shape"], serde_json::json!([1, 32]));
+    assert_eq!(json["outputs"][0]["datatype"], "FP32");
+    assert_eq!(json["outputs"][0]["shape"].as_array().unwrap().last().unwrap(), 6000);
+    let (status, versioned) = v2_json(get("/v2/models/wordlm/versions/1")).await;
+    assert_eq!((status, &versioned), (StatusCode::OK, &json));
+    let (status, json) = v2_json(get("/v2/models/wordlm/ready")).await;
+    assert_eq!((status, json["ready"].as_bool()), (StatusCode::OK, Some(true)));
+
+    for missing in ["/v2/models/nope", "/v2/models/nope/ready", "/v2/models/wordlm/versions/2"] {
+        let (status, json) = v2_json(get(missing)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{missing}: {json}");
+        assert!(json["error"].is_string(), "{missing}: {json}");
+    }
+}
+
+#[tokio::test]
+async fn v2_infer_answers_json_and_binary_alike_and_as_the_backend_does() {
+    let input = serde_json::json!({"name": "tokens", "shape": [1, 32], "datatype": "INT32", "data": tokens()});
+    let (status, json) =
+        v2_json(infer_request("/v2/models/wordlm/infer", serde_json::json!({"id": "a", "inputs": [input]}))).await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    assert_eq!((json["model_name"].as_str(), json["id"].as_str()), (Some("wordlm"), Some("a")));
+    let output = &json["outputs"][0];
+    assert_eq!(output["datatype"], "FP32");
+    let logits: Vec<f32> = output["data"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+    assert_eq!(logits.len(), 6000);
+
+    // The same model called directly on the same tensor.
+    let onnx = std::fs::read(repo().join("models/wordlm/model.onnx")).unwrap();
+    let graph = crate::nn::backend::tract::TractBackend.load(&onnx).unwrap();
+    let mut execution = graph.execution();
+    let tensor = wasmtime_wasi_nn::Tensor::new(
+        vec![1, 32],
+        wasmtime_wasi_nn::wit::TensorType::I32,
+        bytemuck::cast_slice(&tokens()).to_vec(),
+    );
+    execution.set_input(Id::Index(0), &tensor).unwrap();
+    execution.compute(None).unwrap();
+    let direct: Vec<f32> = bytemuck::pod_collect_to_vec(&execution.get_output(Id::Index(0)).unwrap().data);
+    assert_eq!(logits, direct);
+
+    // Binary input and binary output: the same numbers, byte for byte.
+    let header = serde_json::json!({
+        "inputs": [{"name": "tokens", "shape": [1, 32], "datatype": "INT32", "parameters": {"binary_data_size": 128}}],
+        "outputs": [{"name": json["outputs"][0]["name"], "parameters": {"binary_data": true}}],
+        "parameters": {"backend": "tract"},
+    })
+    .to_string();
+    let mut body = header.clone().into_bytes();
+    body.extend_from_slice(bytemuck::cast_slice(&tokens()));
+    let request = Request::post("/v2/models/wordlm/versions/1/infer")
+        .header(crate::oip::HEADER_LENGTH, header.len())
+        .header(header::CONTENT_TYPE, "application/octet-stream")
+        .body(Body::from(body))
+        .unwrap();
+    let (status, headers, body) = v2(request).await;
+    assert_eq!(status, StatusCode::OK, "{body:?}");
+    let json_length: usize = headers[crate::oip::HEADER_LENGTH].to_str().unwrap().parse().unwrap();
+    let answer: serde_json::Value = serde_json::from_slice(&body[..json_length]).unwrap();
+    assert_eq!(answer["outputs"][0]["parameters"]["binary_data_size"], 24000);
+    let binary: Vec<f32> = bytemuck::pod_collect_to_vec(&body[json_length..]);
+    assert_eq!(binary, direct);
+
+    let metrics = router_metrics(v2_router()).await;
+    assert!(metrics.contains("edgenn_v2_infer_requests_total{model=\"wordlm\",status=\"200\"}"), "{metrics}");
+}
+
+async fn router_metrics(router: axum::Router) -> String {
+    let response = router.oneshot(get("/metrics")).await.unwrap();
+    String::from_utf8(axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap().to_vec()).unwrap()
+}
+
+#[tokio::test]
+async fn v2_bad_requests_get_a_4xx_with_the_reason_and_the_next_one_is_served() {
+    let tokens = tokens();
+    let cases = [
+        (
+            "/v2/models/nope/infer",
+            serde_json::json!({"inputs": [{"name": "tokens", "shape": [1, 32], "datatype": "INT32", "data": tokens}]}),
+            StatusCode::NOT_FOUND,
+            "nope",
+        ),
+        (
+            "/v2/models/wordlm/infer",
+            serde_json::json!({"inputs": [{"name": "tokens", "shape": [1, 32], "datatype": "FP32", "data": tokens}]}),
+            StatusCode::BAD_REQUEST,
+            "takes INT32",
+        ),
+        (
+            "/v2/models/wordlm/infer",
+            serde_json::json!({"inputs": [{"name": "tokens", "shape": [1, 31], "datatype": "INT32", "data": tokens}]}),
+            StatusCode::BAD_REQUEST,
+            "31 elements",
+        ),
+        (
+            "/v2/models/wordlm/infer",
+            serde_json::json!({"inputs": [{"name": "tokens", "shape": [1, 16], "datatype": "INT32", "data": &tokens[..16]}]}),
+            StatusCode::BAD_REQUEST,
+            "the model takes",
+        ),
+        (
+            "/v2/models/wordlm/infer",
+            serde_json::json!({"inputs": [{"name": "other", "shape": [1], "datatype": "INT32", "data": [1]}]}),
+            StatusCode::BAD_REQUEST,
+            "no input \"other\"",
+        ),
+        (
+            "/v2/models/wordlm/infer",
+            serde_json::json!({"inputs": [{"name": "tokens", "shape": [1], "datatype": "BYTES", "data": ["hi"]}]}),
+            StatusCode::BAD_REQUEST,
+            "BYTES",
+        ),
+        (
+            "/v2/models/wordlm/infer",
+            serde_json::json!({"inputs": [{"name": "tokens", "shape": [1, 32], "datatype": "INT32", "data": tokens}], "outputs": [{"name": "nope"}]}),
+            StatusCode::BAD_REQUEST,
+            "no output",
+        ),
+        (
+            "/v2/models/wordlm/infer",
+            serde_json::json!({"text": "not an inference request"}),
+            StatusCode::BAD_REQUEST,
+            "not an inference request",
+        ),
+        (
+            "/v2/models/wordlm/infer",
+            serde_json::json!({"inputs": [{"name": "tokens", "shape": [1, 32], "datatype": "INT32", "data": vec![0; 40000]}]}),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "limit",
+        ),
+    ];
+    for (uri, body, expected, reason) in cases {
+        let shown: String = body.to_string().chars().take(200).collect();
+        let (status, json) = v2_json(infer_request(uri, body)).await;
+        assert_eq!(status, expected, "{shown}: {json}");
+        assert!(json["error"].as_str().unwrap_or_default().contains(reason), "{shown}: {json}");
+    }
+    let input = serde_json::json!({"name": "tokens", "shape": [1, 32], "datatype": "INT32", "data": tokens});
+    let (status, json) =
+        v2_json(infer_request("/v2/models/wordlm/infer", serde_json::json!({"inputs": [input]}))).await;
+    assert_eq!(status, StatusCode::OK, "{json}");
 }

@@ -1,0 +1,206 @@
+//! The Open Inference Protocol's REST routes (KServe v2, as Triton serves them) for the
+//! shared models: health, server and model metadata, inference. The protocol itself is
+//! [`crate::oip`]; this is its HTTP side. Errors are `{"error": "..."}` (with edgenn's `kind`
+//! beside it), as the protocol says.
+//!
+//! Every model has one version, `1`: the `/versions/1/` forms of the paths are the same
+//! resource, any other version is 404.
+
+use super::{ApiError, HttpState};
+use crate::metrics::InferLabels;
+use crate::nn::backend::TensorInfo;
+use crate::nn::{ModelKey, NnError};
+use crate::oip::{self, DataType, OipError};
+use axum::Json;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+use std::time::Instant;
+
+/// The one version every model has.
+const VERSION: &str = "1";
+
+pub fn router() -> Router<HttpState> {
+    Router::new()
+        .route("/v2", get(server_metadata))
+        .route("/v2/health/live", get(|| async { Json(json!({ "live": true })) }))
+        .route("/v2/health/ready", get(server_ready))
+        .route("/v2/models/{model}", get(model_metadata))
+        .route("/v2/models/{model}/ready", get(model_ready))
+        .route("/v2/models/{model}/infer", post(infer))
+        .route("/v2/models/{model}/versions/{version}", get(versioned_metadata))
+        .route("/v2/models/{model}/versions/{version}/ready", get(versioned_ready))
+        .route("/v2/models/{model}/versions/{version}/infer", post(versioned_infer))
+}
+
+async fn server_metadata() -> Json<Value> {
+    Json(json!({
+        "name": "edgenn",
+        "version": env!("CARGO_PKG_VERSION"),
+        "extensions": ["binary_tensor_data"],
+    }))
+}
+
+/// Ready once the models marked for warm-up are loaded.
+async fn server_ready(State(state): State<HttpState>) -> Response {
+    let ready = state.apps.is_warm();
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(json!({ "ready": ready }))).into_response()
+}
+
+fn check_version(model: &str, version: &str) -> Result<(), ApiError> {
+    if version == VERSION {
+        Ok(())
+    } else {
+        Err(ApiError::NotFound(format!("model {model:?} has no version {version:?}; it has version {VERSION}")))
+    }
+}
+
+/// A shared model's graph, loaded off the executor: on its default backend, or on another
+/// one where this gateway lacks that.
+async fn signature_of(state: &HttpState, model: &str) -> Result<(crate::nn::SharedGraph, Vec<String>), ApiError> {
+    let store = state.apps.runtime().models().clone();
+    let name = model.to_string();
+    let loaded = tokio::task::spawn_blocking(move || {
+        let key = ModelKey::shared(&name);
+        match store.graph(&key, None) {
+            Err(unavailable @ NnError::BackendUnavailable(..)) => store
+                .available_backends()
+                .into_iter()
+                .find_map(|backend| store.graph(&key, Some(backend)).ok())
+                .ok_or(unavailable),
+            other => other,
+        }
+    })
+    .await
+    .map_err(|_| ApiError::Call(crate::apps::CallError::Panicked))?;
+    let (graph, _) = loaded.map_err(|error| match error {
+        NnError::UnknownModel(_) => OipError::UnknownModel(model.to_string()),
+        NnError::BackendUnavailable(backend, why) => {
+            OipError::BackendUnavailable { model: model.to_string(), backend, why }
+        }
+        other => OipError::Load(model.to_string(), other),
+    })?;
+    let backends =
+        state.apps.runtime().models().available_backends().into_iter().map(|b| b.as_str().to_string()).collect();
+    Ok((graph, backends))
+}
+
+async fn model_metadata(State(state): State<HttpState>, Path(model): Path<String>) -> Result<Json<Value>, ApiError> {
+    let (graph, backends) = signature_of(&state, &model).await?;
+    let tensors = |infos: &[TensorInfo]| -> Vec<Value> {
+        infos
+            .iter()
+            .map(|info| {
+                let datatype = DataType::of_element(info.element).map_or("UNKNOWN", DataType::name);
+                json!({ "name": info.name, "datatype": datatype, "shape": info.shape })
+            })
+            .collect()
+    };
+    let signature = graph.signature();
+    Ok(Json(json!({
+        "name": model,
+        "versions": [VERSION],
+        "platform": "onnx_onnxv1",
+        "inputs": tensors(&signature.inputs),
+        "outputs": tensors(&signature.outputs),
+        "parameters": { "backends": backends },
+    })))
+}
+
+async fn versioned_metadata(
+    state: State<HttpState>,
+    Path((model, version)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    check_version(&model, &version)?;
+    model_metadata(state, Path(model)).await
+}
+
+/// Ready when the model loads on its default backend (it is then in the cache).
+async fn model_ready(State(state): State<HttpState>, Path(model): Path<String>) -> Result<Json<Value>, ApiError> {
+    signature_of(&state, &model).await?;
+    Ok(Json(json!({ "name": model, "ready": true })))
+}
+
+async fn versioned_ready(
+    state: State<HttpState>,
+    Path((model, version)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    check_version(&model, &version)?;
+    model_ready(state, Path(model)).await
+}
+
+async fn versioned_infer(
+    state: State<HttpState>,
+    Path((model, version)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    if let Err(error) = check_version(&model, &version) {
+        return error.into_response();
+    }
+    infer(state, Path(model), headers, body).await
+}
+
+async fn infer(State(state): State<HttpState>, Path(model): Path<String>, headers: HeaderMap, body: Body) -> Response {
+    let started = Instant::now();
+    let response = match run_infer(&state, &model, &headers, body).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    };
+    // Unknown names are not counted: a client could otherwise grow the label set without bound.
+    if response.status() != StatusCode::NOT_FOUND || state.apps.runtime().models().has_shared(&model) {
+        let metrics = state.apps.runtime().metrics();
+        let labels = InferLabels { model, status: response.status().as_u16() };
+        metrics.infer_requests.get_or_create(&labels).inc();
+        metrics.infer_request_duration.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+    }
+    response
+}
+
+async fn run_infer(state: &HttpState, model: &str, headers: &HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let header_length = match headers.get(oip::HEADER_LENGTH) {
+        None => None,
+        Some(value) => Some(
+            value
+                .to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .ok_or_else(|| ApiError::BadRequest(format!("{} must be a byte count", oip::HEADER_LENGTH)))?,
+        ),
+    };
+    let limit = state.limits.max_infer_body_bytes;
+    let body = tokio::time::timeout(state.limits.body_read_timeout, axum::body::to_bytes(body, limit))
+        .await
+        .map_err(|_| ApiError::BodyTimeout(state.limits.body_read_timeout))?
+        .map_err(|_| ApiError::PayloadTooLarge(limit))?;
+    let deadline = Instant::now() + state.limits.infer_deadline;
+    let store = state.apps.runtime().models().clone();
+    let name = model.to_string();
+    let answer = tokio::task::spawn_blocking(move || -> Result<(Bytes, Option<usize>), OipError> {
+        let request = oip::decode(&body, header_length)?;
+        let id = request.id.clone();
+        let outputs = oip::infer(&store, &name, &request, deadline)?;
+        let (body, json_length) = oip::encode(&name, id, outputs);
+        Ok((Bytes::from(body), json_length))
+    })
+    .await
+    .map_err(|_| ApiError::Call(crate::apps::CallError::Panicked))?;
+    let (body, json_length) = answer?;
+    let mut response = Response::new(Body::from(body));
+    let response_headers = response.headers_mut();
+    match json_length {
+        Some(length) => {
+            response_headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+            response_headers.insert(oip::HEADER_LENGTH, HeaderValue::from(length));
+        }
+        None => {
+            response_headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
+    }
+    Ok(response)
+}

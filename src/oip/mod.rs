@@ -1,0 +1,311 @@
+//! The Open Inference Protocol (KServe v2) over the shared models: the tensors of an inference
+//! request, as JSON or with the binary tensor data extension, run on the same shared graphs,
+//! sessions and metrics as the guests' wasi-nn calls ([`crate::nn::ModelStore`]).
+//!
+//! This module is the protocol without HTTP: [`decode`] an inference request into tensors,
+//! [`infer`] them on a model (blocking: call it off the async executor), [`encode`] the
+//! answer. The routes are in [`crate::http::v2`]. A model bundled with one app is not
+//! reachable here: only shared models have a name a client can give.
+
+mod codec;
+
+pub use codec::{DataType, InferRequest, InferResponse, RequestInput, RequestOutput, ResponseOutput};
+
+use crate::nn::backend::{BackendKind, Signature, TensorInfo};
+use crate::nn::limits::DeadlineScope;
+use crate::nn::{ModelKey, ModelStore, NnError, describe};
+use serde_json::Value;
+use std::time::Instant;
+use wasmtime_wasi_nn::Tensor;
+use wasmtime_wasi_nn::backend::{BackendExecutionContext, Id};
+
+/// The header of the binary tensor data extension: the length of the JSON part of a body.
+pub const HEADER_LENGTH: &str = "inference-header-content-length";
+
+/// Why an inference request was not answered. Each is a client's mistake (4xx) except
+/// [`OipError::Inference`] and [`OipError::Load`].
+#[derive(Debug, thiserror::Error)]
+pub enum OipError {
+    #[error("unknown model {0:?}")]
+    UnknownModel(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("model {model:?} cannot run on {backend}: {why}")]
+    BackendUnavailable { model: String, backend: BackendKind, why: String },
+    #[error("model {0:?} could not be loaded")]
+    Load(String, #[source] NnError),
+    #[error("the inference did not finish before the deadline")]
+    Deadline,
+    #[error("the inference failed")]
+    Inference(#[source] wasmtime_wasi_nn::backend::BackendError),
+}
+
+fn bad(message: impl Into<String>) -> OipError {
+    OipError::BadRequest(message.into())
+}
+
+/// One decoded input: its tensor, checked against its datatype and shape.
+#[derive(Debug)]
+pub struct Input {
+    pub name: String,
+    pub tensor: Tensor,
+}
+
+/// An inference request as tensors, with what the client asked of the answer.
+#[derive(Debug)]
+pub struct Decoded {
+    pub id: Option<String>,
+    pub backend: Option<BackendKind>,
+    pub inputs: Vec<Input>,
+    /// The outputs asked for by name, each with whether it is wanted as binary data; empty:
+    /// all of the model's outputs.
+    pub outputs: Vec<(String, bool)>,
+    /// Outputs not named in `outputs` are sent as binary data (`binary_data_output`).
+    pub binary_by_default: bool,
+}
+
+/// Parses a request body: all JSON, or (`header_length`, from [`HEADER_LENGTH`]) that many
+/// bytes of JSON followed by the inputs' binary data in the order the inputs are listed.
+pub fn decode(body: &[u8], header_length: Option<usize>) -> Result<Decoded, OipError> {
+    let (json, mut binary) = match header_length {
+        Some(length) if length > body.len() => {
+            return Err(bad(format!("{HEADER_LENGTH} is {length} but the body has only {} bytes", body.len())));
+        }
+        Some(length) => body.split_at(length),
+        None => (body, &[][..]),
+    };
+    let request: InferRequest =
+        serde_json::from_slice(json).map_err(|e| bad(format!("the body is not an inference request: {e}")))?;
+    let backend = match request.parameters.get("backend") {
+        None => None,
+        Some(Value::String(name)) => Some(name.parse::<BackendKind>().map_err(|e| bad(e.to_string()))?),
+        Some(other) => return Err(bad(format!("parameter \"backend\" must be a string, not {other}"))),
+    };
+    if request.inputs.is_empty() {
+        return Err(bad("the request has no inputs"));
+    }
+    let mut inputs = Vec::with_capacity(request.inputs.len());
+    for input in request.inputs {
+        if inputs.iter().any(|seen: &Input| seen.name == input.name) {
+            return Err(bad(format!("input {:?} is given twice", input.name)));
+        }
+        let tensor = codec::input_tensor(&input, &mut binary)?;
+        inputs.push(Input { name: input.name, tensor });
+    }
+    if !binary.is_empty() {
+        return Err(bad(format!("the body has {} bytes of binary data that no input claims", binary.len())));
+    }
+    let binary_by_default = codec::flag(&request.parameters, "binary_data_output")?;
+    let mut outputs = Vec::with_capacity(request.outputs.len());
+    for output in request.outputs {
+        let binary = match output.parameters.get("binary_data") {
+            None => binary_by_default,
+            Some(_) => codec::flag(&output.parameters, "binary_data")?,
+        };
+        outputs.push((output.name, binary));
+    }
+    Ok(Decoded { id: request.id, backend, inputs, outputs, binary_by_default })
+}
+
+/// One output of an answer, as the backend gave it.
+#[derive(Debug)]
+pub struct Output {
+    pub name: String,
+    pub tensor: Tensor,
+    pub binary: bool,
+}
+
+/// Runs `request` on the shared model `model` until `deadline`. Blocking.
+pub fn infer(store: &ModelStore, model: &str, request: &Decoded, deadline: Instant) -> Result<Vec<Output>, OipError> {
+    let (graph, backend) = store.graph(&ModelKey::shared(model), request.backend).map_err(|error| match error {
+        NnError::UnknownModel(_) => OipError::UnknownModel(model.to_string()),
+        NnError::BackendUnavailable(backend, why) => {
+            OipError::BackendUnavailable { model: model.to_string(), backend, why }
+        }
+        other => OipError::Load(model.to_string(), other),
+    })?;
+    let signature = graph.signature();
+    check_inputs(signature, &request.inputs)?;
+    let wanted = wanted_outputs(signature, request)?;
+
+    let scope = DeadlineScope::enter(deadline);
+    let mut execution = graph.execution();
+    for input in &request.inputs {
+        execution
+            .set_input(Id::Name(input.name.clone()), &input.tensor)
+            .map_err(|e| bad(format!("input {:?}: {}", input.name, describe(&e))))?;
+    }
+    let computed = execution.compute(None);
+    if scope.exceeded() {
+        return Err(OipError::Deadline);
+    }
+    computed.map_err(OipError::Inference)?;
+    tracing::debug!(model, %backend, "v2 inference");
+    wanted
+        .into_iter()
+        .map(|(name, binary)| {
+            let tensor = execution.get_output(Id::Name(name.clone())).map_err(OipError::Inference)?;
+            Ok(Output { name, tensor, binary })
+        })
+        .collect()
+}
+
+/// Every input the model takes is given, with its datatype and a shape it accepts; no other.
+fn check_inputs(signature: &Signature, inputs: &[Input]) -> Result<(), OipError> {
+    let names = |infos: &[TensorInfo]| infos.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", ");
+    for input in inputs {
+        let Some(info) = signature.inputs.iter().find(|info| info.name == input.name) else {
+            return Err(bad(format!(
+                "the model has no input {:?}; its inputs: {}",
+                input.name,
+                names(&signature.inputs)
+            )));
+        };
+        let given = DataType::of_tensor(input.tensor.ty);
+        if let Some(expected) = DataType::of_element(info.element)
+            && expected != given
+        {
+            return Err(bad(format!("input {:?} takes {expected}, not {given}", input.name)));
+        }
+        let shape: Vec<i64> = input.tensor.dimensions.iter().map(|&d| i64::from(d)).collect();
+        let fits = shape.len() == info.shape.len() && shape.iter().zip(&info.shape).all(|(&d, &m)| m < 0 || d == m);
+        if !fits && !info.shape.is_empty() {
+            return Err(bad(format!("input {:?} has shape {:?}; the model takes {:?}", input.name, shape, info.shape)));
+        }
+    }
+    if let Some(missing) = signature.inputs.iter().find(|info| !inputs.iter().any(|i| i.name == info.name)) {
+        return Err(bad(format!("input {:?} is missing", missing.name)));
+    }
+    Ok(())
+}
+
+fn wanted_outputs(signature: &Signature, request: &Decoded) -> Result<Vec<(String, bool)>, OipError> {
+    if request.outputs.is_empty() {
+        return Ok(signature.outputs.iter().map(|o| (o.name.clone(), request.binary_by_default)).collect());
+    }
+    for (name, _) in &request.outputs {
+        if !signature.outputs.iter().any(|o| &o.name == name) {
+            let known = signature.outputs.iter().map(|o| o.name.as_str()).collect::<Vec<_>>().join(", ");
+            return Err(bad(format!("the model has no output {name:?}; its outputs: {known}")));
+        }
+    }
+    Ok(request.outputs.clone())
+}
+
+/// The answer's body, and the length of its JSON part when binary outputs follow it.
+pub fn encode(model: &str, id: Option<String>, outputs: Vec<Output>) -> (Vec<u8>, Option<usize>) {
+    let mut binary = Vec::new();
+    let outputs = outputs.into_iter().map(|output| codec::response_output(output, &mut binary)).collect();
+    let response = InferResponse { model_name: model.to_string(), model_version: "1".into(), id, outputs };
+    let mut body = serde_json::to_vec(&response).expect("a response serialises");
+    if binary.is_empty() {
+        return (body, None);
+    }
+    let json_length = body.len();
+    body.extend_from_slice(&binary);
+    (body, Some(json_length))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json(body: Value) -> Vec<u8> {
+        serde_json::to_vec(&body).unwrap()
+    }
+
+    #[test]
+    fn json_inputs_flat_or_nested_become_the_same_tensor() {
+        let flat = json(serde_json::json!({"inputs": [
+            {"name": "x", "shape": [2, 2], "datatype": "FP32", "data": [1.0, 2.0, 3.0, 4.5]}]}));
+        let nested = json(serde_json::json!({"inputs": [
+            {"name": "x", "shape": [2, 2], "datatype": "FP32", "data": [[1.0, 2.0], [3.0, 4.5]]}]}));
+        let (flat, nested) = (decode(&flat, None).unwrap(), decode(&nested, None).unwrap());
+        assert_eq!(flat.inputs[0].tensor.data, nested.inputs[0].tensor.data);
+        assert_eq!(flat.inputs[0].tensor.dimensions, [2, 2]);
+        let values: Vec<f32> = bytemuck::pod_collect_to_vec(&flat.inputs[0].tensor.data);
+        assert_eq!(values, [1.0, 2.0, 3.0, 4.5]);
+    }
+
+    #[test]
+    fn binary_inputs_are_taken_in_order_and_must_add_up() {
+        let header = json(serde_json::json!({
+            "inputs": [
+                {"name": "a", "shape": [2], "datatype": "INT32", "parameters": {"binary_data_size": 8}},
+                {"name": "b", "shape": [1], "datatype": "INT64", "data": [7]},
+                {"name": "c", "shape": [3], "datatype": "UINT8", "parameters": {"binary_data_size": 3}}],
+            "parameters": {"binary_data_output": true, "backend": "tract"}}));
+        let mut body = header.clone();
+        body.extend_from_slice(bytemuck::cast_slice(&[5i32, -6]));
+        body.extend_from_slice(&[1, 2, 3]);
+        let decoded = decode(&body, Some(header.len())).unwrap();
+        assert_eq!(decoded.inputs[0].tensor.data, bytemuck::cast_slice::<i32, u8>(&[5, -6]));
+        assert_eq!(decoded.inputs[1].tensor.data, 7i64.to_le_bytes());
+        assert_eq!(decoded.inputs[2].tensor.data, [1, 2, 3]);
+        assert!(decoded.binary_by_default);
+        assert_eq!(decoded.backend, Some(BackendKind::Tract));
+
+        let mut extra = body.clone();
+        extra.push(0);
+        assert!(decode(&extra, Some(header.len())).unwrap_err().to_string().contains("no input claims"));
+        assert!(decode(&body[..body.len() - 1], Some(header.len())).is_err());
+        assert!(decode(&body, Some(body.len() + 1)).is_err());
+    }
+
+    #[test]
+    fn bad_requests_say_what_is_wrong() {
+        let cases = [
+            (
+                serde_json::json!({"inputs": [{"name": "x", "shape": [3], "datatype": "FP32", "data": [1, 2]}]}),
+                "3 elements",
+            ),
+            (serde_json::json!({"inputs": [{"name": "x", "shape": [1], "datatype": "BYTES", "data": ["a"]}]}), "BYTES"),
+            (serde_json::json!({"inputs": [{"name": "x", "shape": [1], "datatype": "FP99", "data": [1]}]}), "FP99"),
+            (serde_json::json!({"inputs": [{"name": "x", "shape": [1], "datatype": "UINT8", "data": [300]}]}), "UINT8"),
+            (serde_json::json!({"inputs": [{"name": "x", "shape": [1], "datatype": "INT32", "data": ["1"]}]}), "INT32"),
+            (serde_json::json!({"inputs": [{"name": "x", "shape": [-1], "datatype": "INT32", "data": [1]}]}), "shape"),
+            (serde_json::json!({"inputs": [{"name": "x", "shape": [1], "datatype": "INT32"}]}), "no data"),
+            (serde_json::json!({"inputs": []}), "no inputs"),
+            (serde_json::json!({"model": "x"}), "not an inference request"),
+            (
+                serde_json::json!({"inputs": [{"name": "x", "shape": [1], "datatype": "INT32", "data": [1]}],
+                                "parameters": {"backend": "cuda"}}),
+                "cuda",
+            ),
+        ];
+        for (body, expected) in cases {
+            let error = decode(&json(body.clone()), None).unwrap_err().to_string();
+            assert!(error.contains(expected), "{body}: {error}");
+        }
+    }
+
+    #[test]
+    fn outputs_are_json_or_binary_as_asked() {
+        let outputs = vec![
+            Output {
+                name: "p".into(),
+                tensor: Tensor::new(
+                    vec![2],
+                    wasmtime_wasi_nn::wit::TensorType::Fp32,
+                    bytemuck::cast_slice(&[0.5f32, 0.25]).to_vec(),
+                ),
+                binary: false,
+            },
+            Output {
+                name: "q".into(),
+                tensor: Tensor::new(vec![1], wasmtime_wasi_nn::wit::TensorType::I64, 9i64.to_le_bytes().to_vec()),
+                binary: true,
+            },
+        ];
+        let (body, json_length) = encode("m", Some("r1".into()), outputs);
+        let json_length = json_length.expect("a binary output follows the JSON");
+        let header: Value = serde_json::from_slice(&body[..json_length]).unwrap();
+        assert_eq!(header["model_name"], "m");
+        assert_eq!(header["id"], "r1");
+        assert_eq!(header["outputs"][0]["data"], serde_json::json!([0.5, 0.25]));
+        assert_eq!(header["outputs"][0]["datatype"], "FP32");
+        assert_eq!(header["outputs"][1]["parameters"]["binary_data_size"], 8);
+        assert!(header["outputs"][1].get("data").is_none());
+        assert_eq!(&body[json_length..], 9i64.to_le_bytes());
+    }
+}

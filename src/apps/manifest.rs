@@ -109,7 +109,7 @@ pub const BUILT_IN_ROUTES: [(&str, &str); 8] = [
     ("/v1/models", "the model list"),
     ("/v1/apps", "the app list"),
     ("/demo", "the demo page"),
-    ("/v2", "the inference protocol (reserved)"),
+    ("/v2", "the Open Inference Protocol"),
 ];
 
 /// Whether `route` is `prefix` or a path below it (`/v1/a/b` is below `/v1/a`, `/v1/ab` is not).

@@ -137,7 +137,7 @@ async fn index(State(state): State<HttpState>) -> Json<serde_json::Value> {
         "name": "edgenn",
         "version": env!("CARGO_PKG_VERSION"),
         "apps": state.apps.list(),
-        "endpoints": ["/v1/classify", "/v1/predict", "/v1/models", "/v1/apps", "/apps/{name}/...", "/healthz"],
+        "endpoints": ["/v1/classify", "/v1/predict", "/v1/models", "/v1/apps", "/apps/{name}/...", "/v2", "/healthz"],
     }))
 }
 

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs Triton's own Python client (tritonclient[http], PyPI) with numpy and Pillow into a
+# project-local venv, .edgenn/tritonclient/, idempotently: a second run takes well under a
+# second and downloads nothing. tests/oip.rs drives the gateway's /v2 API with it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SPEC="tritonclient[http]==2.73.0 numpy==2.4.6 pillow==13.0.0"
+VENV=.edgenn/tritonclient
+if [[ "$(cat "$VENV/.installed" 2>/dev/null)" != "$SPEC" || ! -x "$VENV/bin/python" ]]; then
+  echo "==> installing $SPEC (from PyPI) into $VENV"
+  rm -rf "$VENV"
+  python3 -m venv "$VENV"
+  # shellcheck disable=SC2086 # the spec is several requirements
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check $SPEC
+  echo "$SPEC" >"$VENV/.installed"
+fi

@@ -241,6 +241,18 @@ pub fn load(
     clients: usize,
     duration: Duration,
 ) -> (Vec<f64>, f64) {
+    load_with_headers(gateway, path, &[("content-type", content_type)], body, clients, duration)
+}
+
+/// [`load`] with any request headers.
+pub fn load_with_headers(
+    gateway: &Gateway,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    clients: usize,
+    duration: Duration,
+) -> (Vec<f64>, f64) {
     let url = gateway.url(path);
     let started = std::time::Instant::now();
     let per_client: Vec<Vec<f64>> = std::thread::scope(|scope| {
@@ -255,7 +267,8 @@ pub fn load(
                         let mut response = if body.is_empty() {
                             agent.get(&url).call()
                         } else {
-                            agent.post(&url).header("content-type", content_type).send(body)
+                            let request = headers.iter().fold(agent.post(&url), |r, (k, v)| r.header(*k, *v));
+                            request.send(body)
                         }
                         .expect("request");
                         assert_eq!(response.status(), 200, "{url}");

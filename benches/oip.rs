@@ -64,8 +64,8 @@ fn main() {
     let image = image();
 
     let options = OrtOptions::default();
-    let ort = OrtBackend::new(&repo().join(".edgenn/onnxruntime/libonnxruntime.so.1.31.1"), options)
-        .expect("ONNX Runtime");
+    let ort =
+        OrtBackend::new(&repo().join(".edgenn/onnxruntime/libonnxruntime.so.1.31.1"), options).expect("ONNX Runtime");
     let onnx = std::fs::read(repo().join("models/efficientnet-lite0/model.onnx")).expect("the model");
     let graph = ort.load(&onnx).expect("loads");
 

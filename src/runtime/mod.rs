@@ -181,8 +181,8 @@ impl Runtime {
             .linear_memory_keep_resident(config.keep_resident_bytes)
             .table_keep_resident(64 << 10)
             // With the kernel's PAGEMAP_SCAN (Linux 6.7+) a slot being reused resets only the
-            // pages the last request wrote, instead of memsetting all it kept resident: a
-            // component echo 115 -> 86-116 us and a WAGI noop 12 -> 7-9 us, whole request.
+            // pages the last request wrote, instead of memsetting all it kept resident
+            // (benches/RESULTS.md (g): a quarter to a third off a small request).
             .pagemap_scan(wasmtime::Enabled::Auto);
         let mut engine_config = Config::new();
         engine_config.epoch_interruption(true).allocation_strategy(InstanceAllocationStrategy::Pooling(pool));

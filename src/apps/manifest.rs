@@ -99,9 +99,8 @@ pub const MAX_CONFIG_BYTES: usize = 32 << 10;
 pub const MAX_ROUTE_BYTES: usize = 128;
 
 /// Paths the gateway serves itself, with what serves them. An app route may be none of them
-/// nor lie below one (it would be shadowed, or shadow a built-in). `/v2` is kept for the Open
-/// Inference Protocol.
-pub const BUILT_IN_ROUTES: [(&str, &str); 8] = [
+/// nor lie below one (it would be shadowed, or shadow a built-in).
+pub const BUILT_IN_ROUTES: [(&str, &str); 9] = [
     ("/apps", "the per-app routes /apps/<name>"),
     ("/admin", "the admin API"),
     ("/metrics", "the metrics endpoint"),
@@ -110,6 +109,7 @@ pub const BUILT_IN_ROUTES: [(&str, &str); 8] = [
     ("/v1/apps", "the app list"),
     ("/demo", "the demo page"),
     ("/v2", "the Open Inference Protocol"),
+    ("/openapi.json", "the OpenAPI document"),
 ];
 
 /// Whether `route` is `prefix` or a path below it (`/v1/a/b` is below `/v1/a`, `/v1/ab` is not).

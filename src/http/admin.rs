@@ -19,6 +19,7 @@
 //! bundled file's name is normalised and may not be one the gateway writes itself, and the
 //! manifest and module are written last, from the validated values.
 
+use super::error::ErrorBody;
 use super::{ApiError, HttpState};
 use crate::apps::CallError;
 use crate::apps::manifest::{AppManifest, MANIFEST_FILE, STORED_WASM_FILE, is_relative_inside};
@@ -98,10 +99,12 @@ fn checked_name(name: &str) -> Result<&str, ApiError> {
     })
 }
 
+#[utoipa::path(get, path = "/admin/apps", tag = "admin", security(("bearer" = [])), responses((status = 200, description = "Deployed apps", body = serde_json::Value), (status = 401, description = "Missing or wrong token", body = ErrorBody)))]
 async fn list(State(state): State<HttpState>) -> Json<serde_json::Value> {
     Json(json!({ "apps": state.apps.list() }))
 }
 
+#[utoipa::path(get, path = "/admin/apps/{name}", tag = "admin", security(("bearer" = [])), params(("name" = String, Path)), responses((status = 200, description = "The app and its manifest", body = serde_json::Value), (status = 404, description = "Unknown app", body = ErrorBody)))]
 async fn inspect(
     State(state): State<HttpState>,
     Path(name): Path<String>,
@@ -111,6 +114,7 @@ async fn inspect(
     Ok(Json(json!({ "app": app.info(), "manifest": app.manifest })))
 }
 
+#[utoipa::path(delete, path = "/admin/apps/{name}", tag = "admin", security(("bearer" = [])), params(("name" = String, Path)), responses((status = 200, description = "Removed, from memory and the data directory", body = serde_json::Value), (status = 404, description = "Unknown app", body = ErrorBody)))]
 async fn remove(State(state): State<HttpState>, Path(name): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
     let name = checked_name(&name)?;
     let admin = admin_of(&state);
@@ -123,6 +127,7 @@ async fn remove(State(state): State<HttpState>, Path(name): Path<String>) -> Res
     Ok(Json(json!({ "deleted": name })))
 }
 
+#[utoipa::path(put, path = "/admin/apps/{name}", tag = "admin", security(("bearer" = [])), params(("name" = String, Path)), request_body(content_type = "multipart/form-data", description = "Parts `manifest` (edgenn.toml), `wasm` (module or component) and the files the manifest names"), responses((status = 201, description = "Deployed", body = serde_json::Value), (status = 200, description = "Replaced", body = serde_json::Value), (status = 400, description = "A bad upload", body = ErrorBody), (status = 413, description = "Upload over the limit", body = ErrorBody), (status = 422, description = "Refused by validation (it says why)", body = ErrorBody)))]
 async fn deploy(
     State(state): State<HttpState>,
     Path(name): Path<String>,

@@ -15,6 +15,16 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::time::Duration;
 
+/// What every error answer's body is (for the OpenAPI document).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ErrorBody {
+    /// What went wrong, for a person.
+    error: String,
+    /// What went wrong, for a program: `not_found`, `bad_request`, `deadline_exceeded`, ...
+    kind: String,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{0}")]

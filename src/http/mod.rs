@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod error;
+mod openapi;
 pub mod serve;
 #[cfg(test)]
 mod tests;
@@ -25,6 +26,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 pub use error::ApiError;
+use error::ErrorBody;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -114,7 +116,8 @@ pub fn router(
         None => router,
     };
     router
-        .route("/healthz", get(|| async { Json(serde_json::json!({ "status": "ok" })) }))
+        .route("/healthz", get(healthz))
+        .route("/openapi.json", get(openapi::document))
         .route("/metrics", get(metrics))
         .route("/v1/models", get(list_models))
         .route("/v1/apps", get(list_apps))
@@ -132,6 +135,12 @@ pub fn router(
         .with_state(HttpState { apps, admin, limits: Arc::new(limits) })
 }
 
+#[utoipa::path(get, path = "/healthz", tag = "gateway", responses((status = 200, description = "The gateway answers", body = serde_json::Value)))]
+async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+#[utoipa::path(get, path = "/", tag = "gateway", responses((status = 200, description = "The gateway, its apps and endpoints (the demo page instead when it is served)", body = serde_json::Value)))]
 async fn index(State(state): State<HttpState>) -> Json<serde_json::Value> {
     Json(serde_json::json!({
         "name": "edgenn",
@@ -141,6 +150,7 @@ async fn index(State(state): State<HttpState>) -> Json<serde_json::Value> {
     }))
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "gateway", responses((status = 200, description = "Prometheus metrics, OpenMetrics text", content_type = "application/openmetrics-text")))]
 async fn metrics(State(state): State<HttpState>) -> Response {
     // Refreshes the cache gauges before rendering.
     let _ = state.apps.runtime().models().stats();
@@ -148,15 +158,18 @@ async fn metrics(State(state): State<HttpState>) -> Response {
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response()
 }
 
+#[utoipa::path(get, path = "/v1/models", tag = "v1", responses((status = 200, description = "Shared models, backends and cache statistics", body = serde_json::Value)))]
 async fn list_models(State(state): State<HttpState>) -> Json<serde_json::Value> {
     let models = state.apps.runtime().models();
     Json(serde_json::json!({ "models": models.list(), "cache": models.stats() }))
 }
 
+#[utoipa::path(get, path = "/v1/apps", tag = "v1", responses((status = 200, description = "Deployed apps, their routes and limits", body = serde_json::Value)))]
 async fn list_apps(State(state): State<HttpState>) -> Json<serde_json::Value> {
     Json(serde_json::json!({ "apps": state.apps.list() }))
 }
 
+#[utoipa::path(method(get, post, put, delete, patch), path = "/apps/{name}", tag = "apps", params(("name" = String, Path, description = "A deployed app")), responses((status = 200, description = "What the app answers"), (status = 404, description = "Unknown app", body = ErrorBody), (status = 413, description = "Body over the app's limit or the app past its memory", body = ErrorBody), (status = 429, description = "The app is busy", body = ErrorBody), (status = 504, description = "The app ran past its deadline", body = ErrorBody)))]
 async fn app_root(
     State(state): State<HttpState>,
     Path(name): Path<String>,
@@ -165,6 +178,7 @@ async fn app_root(
     by_name(&state, &name, "/".to_string(), request).await
 }
 
+#[utoipa::path(method(get, post, put, delete, patch), path = "/apps/{name}/{rest}", tag = "apps", params(("name" = String, Path, description = "A deployed app"), ("rest" = String, Path, description = "The path below the app")), responses((status = 200, description = "What the app answers"), (status = 404, description = "Unknown app", body = ErrorBody)))]
 async fn app_path(
     State(state): State<HttpState>,
     Path((name, rest)): Path<(String, String)>,

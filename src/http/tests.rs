@@ -350,3 +350,58 @@ async fn v2_bad_requests_get_a_4xx_with_the_reason_and_the_next_one_is_served() 
         v2_json(infer_request("/v2/models/wordlm/infer", serde_json::json!({"inputs": [input]}))).await;
     assert_eq!(status, StatusCode::OK, "{json}");
 }
+
+#[tokio::test]
+async fn openapi_describes_every_route_the_router_serves() {
+    let (status, _, doc) = send(get("/openapi.json")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{}", doc["openapi"]);
+    let paths = doc["paths"].as_object().expect("paths");
+    // Every route registered in http::router, admin::router and v2::router, with its methods.
+    let routes = [
+        ("/", "get"),
+        ("/healthz", "get"),
+        ("/metrics", "get"),
+        ("/openapi.json", "get"),
+        ("/v1/models", "get"),
+        ("/v1/apps", "get"),
+        ("/apps/{name}", "post"),
+        ("/apps/{name}/{rest}", "get"),
+        ("/admin/apps", "get"),
+        ("/admin/apps/{name}", "put"),
+        ("/admin/apps/{name}", "delete"),
+        ("/admin/apps/{name}", "get"),
+        ("/v2", "get"),
+        ("/v2/health/live", "get"),
+        ("/v2/health/ready", "get"),
+        ("/v2/models/{model}", "get"),
+        ("/v2/models/{model}/ready", "get"),
+        ("/v2/models/{model}/infer", "post"),
+        ("/v2/models/{model}/versions/{version}", "get"),
+        ("/v2/models/{model}/versions/{version}/ready", "get"),
+        ("/v2/models/{model}/versions/{version}/infer", "post"),
+    ];
+    for (path, method) in routes {
+        assert!(paths.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} is not documented");
+        // And the route is really there: not the router's 404 for an unknown path.
+        if method == "get" && !path.contains('{') {
+            let response = router().oneshot(get(path)).await.unwrap();
+            assert_ne!(response.status(), StatusCode::NOT_FOUND, "{path} is documented but not served");
+        }
+    }
+    assert_eq!(
+        paths.len(),
+        routes.iter().map(|(p, _)| p).collect::<std::collections::BTreeSet<_>>().len(),
+        "undocumented extras: {:?}",
+        paths.keys()
+    );
+    let infer = &paths["/v2/models/{model}/infer"]["post"];
+    assert!(
+        infer["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+            .as_str()
+            .unwrap()
+            .ends_with("InferRequest")
+    );
+    assert!(doc["components"]["schemas"]["InferRequest"]["properties"]["inputs"].is_object(), "{}", doc["components"]);
+    assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+}

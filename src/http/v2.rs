@@ -6,11 +6,12 @@
 //! Every model has one version, `1`: the `/versions/1/` forms of the paths are the same
 //! resource, any other version is 404.
 
+use super::error::ErrorBody;
 use super::{ApiError, HttpState};
 use crate::metrics::InferLabels;
 use crate::nn::backend::TensorInfo;
 use crate::nn::{ModelKey, NnError};
-use crate::oip::{self, DataType, OipError};
+use crate::oip::{self, DataType, InferRequest, InferResponse, OipError};
 use axum::Json;
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -27,7 +28,7 @@ const VERSION: &str = "1";
 pub fn router() -> Router<HttpState> {
     Router::new()
         .route("/v2", get(server_metadata))
-        .route("/v2/health/live", get(|| async { Json(json!({ "live": true })) }))
+        .route("/v2/health/live", get(live))
         .route("/v2/health/ready", get(server_ready))
         .route("/v2/models/{model}", get(model_metadata))
         .route("/v2/models/{model}/ready", get(model_ready))
@@ -37,6 +38,7 @@ pub fn router() -> Router<HttpState> {
         .route("/v2/models/{model}/versions/{version}/infer", post(versioned_infer))
 }
 
+#[utoipa::path(get, path = "/v2", tag = "v2", responses((status = 200, description = "Server name, version and protocol extensions", body = serde_json::Value)))]
 async fn server_metadata() -> Json<Value> {
     Json(json!({
         "name": "edgenn",
@@ -45,7 +47,13 @@ async fn server_metadata() -> Json<Value> {
     }))
 }
 
+#[utoipa::path(get, path = "/v2/health/live", tag = "v2", responses((status = 200, description = "The server answers", body = serde_json::Value)))]
+async fn live() -> Json<Value> {
+    Json(json!({ "live": true }))
+}
+
 /// Ready once the models marked for warm-up are loaded.
+#[utoipa::path(get, path = "/v2/health/ready", tag = "v2", responses((status = 200, description = "The models marked for warm-up are loaded", body = serde_json::Value), (status = 503, description = "Still warming up", body = serde_json::Value)))]
 async fn server_ready(State(state): State<HttpState>) -> Response {
     let ready = state.apps.is_warm();
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
@@ -90,6 +98,7 @@ async fn signature_of(state: &HttpState, model: &str) -> Result<(crate::nn::Shar
     Ok((graph, backends))
 }
 
+#[utoipa::path(get, path = "/v2/models/{model}", tag = "v2", params(("model" = String, Path, description = "A shared model")), responses((status = 200, description = "Inputs and outputs read from the graph", body = serde_json::Value), (status = 404, description = "Unknown model", body = ErrorBody)))]
 async fn model_metadata(State(state): State<HttpState>, Path(model): Path<String>) -> Result<Json<Value>, ApiError> {
     let (graph, backends) = signature_of(&state, &model).await?;
     let tensors = |infos: &[TensorInfo]| -> Vec<Value> {
@@ -112,6 +121,7 @@ async fn model_metadata(State(state): State<HttpState>, Path(model): Path<String
     })))
 }
 
+#[utoipa::path(get, path = "/v2/models/{model}/versions/{version}", tag = "v2", params(("model" = String, Path), ("version" = String, Path, description = "Always `1`")), responses((status = 200, description = "As `/v2/models/{model}`", body = serde_json::Value), (status = 404, description = "Unknown model or version", body = ErrorBody)))]
 async fn versioned_metadata(
     state: State<HttpState>,
     Path((model, version)): Path<(String, String)>,
@@ -121,11 +131,13 @@ async fn versioned_metadata(
 }
 
 /// Ready when the model loads on its default backend (it is then in the cache).
+#[utoipa::path(get, path = "/v2/models/{model}/ready", tag = "v2", params(("model" = String, Path)), responses((status = 200, description = "The model loads", body = serde_json::Value), (status = 404, description = "Unknown model", body = ErrorBody)))]
 async fn model_ready(State(state): State<HttpState>, Path(model): Path<String>) -> Result<Json<Value>, ApiError> {
     signature_of(&state, &model).await?;
     Ok(Json(json!({ "name": model, "ready": true })))
 }
 
+#[utoipa::path(get, path = "/v2/models/{model}/versions/{version}/ready", tag = "v2", params(("model" = String, Path), ("version" = String, Path)), responses((status = 200, description = "The model loads", body = serde_json::Value), (status = 404, description = "Unknown model or version", body = ErrorBody)))]
 async fn versioned_ready(
     state: State<HttpState>,
     Path((model, version)): Path<(String, String)>,
@@ -134,6 +146,7 @@ async fn versioned_ready(
     model_ready(state, Path(model)).await
 }
 
+#[utoipa::path(post, path = "/v2/models/{model}/versions/{version}/infer", tag = "v2", params(("model" = String, Path), ("version" = String, Path)), request_body = InferRequest, responses((status = 200, description = "As `/v2/models/{model}/infer`", body = InferResponse), (status = 400, description = "A bad request", body = ErrorBody), (status = 404, description = "Unknown model or version", body = ErrorBody)))]
 async fn versioned_infer(
     state: State<HttpState>,
     Path((model, version)): Path<(String, String)>,
@@ -146,6 +159,23 @@ async fn versioned_infer(
     infer(state, Path(model), headers, body).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v2/models/{model}/infer",
+    tag = "v2",
+    params(
+        ("model" = String, Path, description = "A shared model"),
+        ("inference-header-content-length" = Option<usize>, Header, description = "Binary tensor data extension: bytes of JSON before the binary tensors"),
+    ),
+    request_body(content = InferRequest, description = "JSON, or JSON followed by binary tensors"),
+    responses(
+        (status = 200, description = "The outputs (binary ones after the JSON, see `inference-header-content-length`)", body = InferResponse),
+        (status = 400, description = "A datatype, shape, input or output the model does not have, or not an inference request", body = ErrorBody),
+        (status = 404, description = "Unknown model", body = ErrorBody),
+        (status = 413, description = "Body over the limit", body = ErrorBody),
+        (status = 504, description = "Past the inference deadline", body = ErrorBody),
+    )
+)]
 async fn infer(State(state): State<HttpState>, Path(model): Path<String>, headers: HeaderMap, body: Body) -> Response {
     let started = Instant::now();
     let response = match run_infer(&state, &model, &headers, body).await {

@@ -6,41 +6,47 @@ use crate::nn::backend::ElementType;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::fmt;
+use utoipa::ToSchema;
 use wasmtime_wasi_nn::Tensor;
 use wasmtime_wasi_nn::wit::TensorType;
 
 /// `POST /v2/models/{m}/infer`'s JSON.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct InferRequest {
     #[serde(default)]
     pub id: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub parameters: Map<String, Value>,
     pub inputs: Vec<RequestInput>,
     #[serde(default)]
     pub outputs: Vec<RequestOutput>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct RequestInput {
     pub name: String,
     pub shape: Vec<i64>,
     pub datatype: String,
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub parameters: Map<String, Value>,
+    /// Flat or nested, row-major; absent when the tensor is binary (`binary_data_size`).
     #[serde(default)]
+    #[schema(value_type = Option<Vec<Object>>)]
     pub data: Option<Value>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct RequestOutput {
     pub name: String,
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub parameters: Map<String, Value>,
 }
 
 /// The answer's JSON.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct InferResponse {
     pub model_name: String,
     pub model_version: String,
@@ -49,14 +55,17 @@ pub struct InferResponse {
     pub outputs: Vec<ResponseOutput>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ResponseOutput {
     pub name: String,
+    #[schema(value_type = String, example = "FP32")]
     pub datatype: DataType,
     pub shape: Vec<u64>,
     #[serde(skip_serializing_if = "Map::is_empty")]
+    #[schema(value_type = Object)]
     pub parameters: Map<String, Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
     pub data: Option<Vec<Value>>,
 }
 

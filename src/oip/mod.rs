@@ -228,6 +228,23 @@ mod tests {
     }
 
     #[test]
+    fn json_numbers_keep_their_exact_value_for_their_datatype() {
+        let body = json(serde_json::json!({"inputs": [
+            {"name": "big", "shape": [2], "datatype": "INT64", "data": [9_007_199_254_740_993i64, -1]},
+            {"name": "f", "shape": [1, 2], "datatype": "FP32", "data": [[3, 0.5]]},
+            {"name": "u", "shape": [2], "datatype": "UINT8", "data": [0, 255]}]}));
+        let decoded = decode(&body, None).unwrap();
+        let big: Vec<i64> = bytemuck::pod_collect_to_vec(&decoded.inputs[0].tensor.data);
+        assert_eq!(big, [9_007_199_254_740_993, -1]);
+        let f: Vec<f32> = bytemuck::pod_collect_to_vec(&decoded.inputs[1].tensor.data);
+        assert_eq!(f, [3.0, 0.5]);
+        assert_eq!(decoded.inputs[2].tensor.data, [0, 255]);
+        let fraction =
+            json(serde_json::json!({"inputs": [{"name": "i", "shape": [1], "datatype": "INT32", "data": [1.5]}]}));
+        assert!(decode(&fraction, None).unwrap_err().to_string().contains("(1.5) is not a INT32 number"));
+    }
+
+    #[test]
     fn binary_inputs_are_taken_in_order_and_must_add_up() {
         let header = json(serde_json::json!({
             "inputs": [

@@ -3,9 +3,7 @@
 
 use super::{OipError, Output, bad};
 use crate::nn::backend::ElementType;
-use serde::de::{DeserializeSeed, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::fmt;
 use utoipa::ToSchema;
@@ -36,7 +34,7 @@ pub struct RequestInput {
     /// Flat or nested, row-major; absent when the tensor is binary (`binary_data_size`).
     #[serde(default)]
     #[schema(value_type = Option<Vec<Object>>)]
-    pub data: Option<Box<RawValue>>,
+    pub data: Option<Value>,
 }
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -239,115 +237,35 @@ pub(super) fn input_tensor(input: &RequestInput, binary: &mut &[u8]) -> Result<T
     Ok(Tensor::new(dimensions, ty, data))
 }
 
-/// JSON data, flat or nested in row-major order, as little-endian bytes of `datatype`. Parsed
-/// straight into the bytes (no `serde_json::Value` per number: an image is 150 528 of them).
-fn json_data(name: &str, datatype: DataType, data: &RawValue, elements: usize) -> Result<Vec<u8>, OipError> {
-    let mut bytes = Vec::with_capacity(elements.saturating_mul(8).min(64 << 20));
-    let mut count = 0;
-    let mut deserializer = serde_json::Deserializer::from_str(data.get());
-    Elements { datatype, bytes: &mut bytes, count: &mut count }
-        .deserialize(&mut deserializer)
-        .map_err(|e| bad(format!("input {name:?}: {e}")))?;
-    if count != elements {
-        return Err(bad(format!("input {name:?}: the shape is {elements} elements, the data has {count}")));
+/// JSON data, flat or nested in row-major order, as little-endian bytes of `datatype`.
+fn json_data(name: &str, datatype: DataType, data: &Value, elements: usize) -> Result<Vec<u8>, OipError> {
+    let mut values = Vec::with_capacity(elements);
+    flatten(data, &mut values);
+    if values.len() != elements {
+        return Err(bad(format!("input {name:?}: the shape is {elements} elements, the data has {}", values.len())));
+    }
+    let mut bytes = Vec::with_capacity(elements * 8);
+    for (index, value) in values.into_iter().enumerate() {
+        let wrong = || bad(format!("input {name:?}: element {index} ({value}) is not a {datatype} value"));
+        match datatype {
+            DataType::Fp32 => bytes.extend_from_slice(&(value.as_f64().ok_or_else(wrong)? as f32).to_le_bytes()),
+            DataType::Fp64 => bytes.extend_from_slice(&value.as_f64().ok_or_else(wrong)?.to_le_bytes()),
+            DataType::Int32 => {
+                let v = value.as_i64().and_then(|v| i32::try_from(v).ok()).ok_or_else(wrong)?;
+                bytes.extend_from_slice(&v.to_le_bytes())
+            }
+            DataType::Int64 => bytes.extend_from_slice(&value.as_i64().ok_or_else(wrong)?.to_le_bytes()),
+            DataType::Uint8 => bytes.push(value.as_u64().and_then(|v| u8::try_from(v).ok()).ok_or_else(wrong)?),
+            _ => unreachable!("tensor_type() admits only the datatypes above"),
+        }
     }
     Ok(bytes)
 }
 
-/// Appends the numbers of a (nested) JSON array to `bytes` as `datatype`, counting them.
-struct Elements<'a> {
-    datatype: DataType,
-    bytes: &'a mut Vec<u8>,
-    count: &'a mut usize,
-}
-
-impl Elements<'_> {
-    fn push<E: serde::de::Error>(self, value: Number) -> Result<(), E> {
-        let index = *self.count;
-        let wrong = || E::custom(format!("element {index} ({value}) is not a {} number", self.datatype));
-        match self.datatype {
-            DataType::Fp32 => self.bytes.extend_from_slice(&(value.as_f64() as f32).to_le_bytes()),
-            DataType::Fp64 => self.bytes.extend_from_slice(&value.as_f64().to_le_bytes()),
-            DataType::Int32 => {
-                let v = value.as_i64().and_then(|v| i32::try_from(v).ok()).ok_or_else(wrong)?;
-                self.bytes.extend_from_slice(&v.to_le_bytes())
-            }
-            DataType::Int64 => self.bytes.extend_from_slice(&value.as_i64().ok_or_else(wrong)?.to_le_bytes()),
-            DataType::Uint8 => self.bytes.push(value.as_i64().and_then(|v| u8::try_from(v).ok()).ok_or_else(wrong)?),
-            _ => unreachable!("tensor_type() admits only the datatypes above"),
-        }
-        *self.count += 1;
-        Ok(())
-    }
-}
-
-/// A JSON number as it came: an integer stays exact.
-#[derive(Clone, Copy)]
-enum Number {
-    Int(i64),
-    Uint(u64),
-    Float(f64),
-}
-
-impl Number {
-    fn as_f64(self) -> f64 {
-        match self {
-            Number::Int(v) => v as f64,
-            Number::Uint(v) => v as f64,
-            Number::Float(v) => v,
-        }
-    }
-
-    fn as_i64(self) -> Option<i64> {
-        match self {
-            Number::Int(v) => Some(v),
-            Number::Uint(v) => i64::try_from(v).ok(),
-            Number::Float(_) => None,
-        }
-    }
-}
-
-impl fmt::Display for Number {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Number::Int(v) => write!(f, "{v}"),
-            Number::Uint(v) => write!(f, "{v}"),
-            Number::Float(v) => write!(f, "{v}"),
-        }
-    }
-}
-
-impl<'de> DeserializeSeed<'de> for Elements<'_> {
-    type Value = ();
-
-    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Elements<'_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} numbers, flat or in nested arrays", self.datatype)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut items: A) -> Result<(), A::Error> {
-        let Elements { datatype, bytes, count } = self;
-        while items.next_element_seed(Elements { datatype, bytes: &mut *bytes, count: &mut *count })?.is_some() {}
-        Ok(())
-    }
-
-    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<(), E> {
-        self.push(Number::Int(v))
-    }
-
-    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<(), E> {
-        self.push(Number::Uint(v))
-    }
-
-    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<(), E> {
-        self.push(Number::Float(v))
+fn flatten<'a>(value: &'a Value, into: &mut Vec<&'a Value>) {
+    match value {
+        Value::Array(items) => items.iter().for_each(|item| flatten(item, into)),
+        scalar => into.push(scalar),
     }
 }
 

@@ -241,7 +241,7 @@ mod tests {
         assert_eq!(decoded.inputs[2].tensor.data, [0, 255]);
         let fraction =
             json(serde_json::json!({"inputs": [{"name": "i", "shape": [1], "datatype": "INT32", "data": [1.5]}]}));
-        assert!(decode(&fraction, None).unwrap_err().to_string().contains("(1.5) is not a INT32 number"));
+        assert!(decode(&fraction, None).unwrap_err().to_string().contains("(1.5) is not a INT32 value"));
     }
 
     #[test]

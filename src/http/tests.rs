@@ -144,29 +144,29 @@ async fn the_admin_api_wants_the_token_and_valid_names() {
 }
 
 /// A gateway with the repository's shared models on tract, for the Open Inference Protocol.
+fn v2_gateway(http: HttpLimits) -> Gateway {
+    let config = GatewayConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        models: ModelsConfig {
+            roots: vec![repo().join("models")],
+            files: Vec::new(),
+            ort_library: None,
+            ort: OrtOptions::default(),
+            cache_bytes: 256 << 20,
+            warm_up: false,
+        },
+        apps: AppsConfig { dirs: Vec::new(), manifests: Vec::new() },
+        runtime: RuntimeConfig { max_instances: 4, ..RuntimeConfig::default() },
+        http,
+        web_demo: None,
+        admin: None,
+    };
+    Gateway::build(&config).expect("the gateway builds")
+}
+
 fn v2_router() -> axum::Router {
     static GATEWAY: OnceLock<Gateway> = OnceLock::new();
-    GATEWAY
-        .get_or_init(|| {
-            let config = GatewayConfig {
-                listen: "127.0.0.1:0".parse().unwrap(),
-                models: ModelsConfig {
-                    roots: vec![repo().join("models")],
-                    files: Vec::new(),
-                    ort_library: None,
-                    ort: OrtOptions::default(),
-                    cache_bytes: 256 << 20,
-                    warm_up: false,
-                },
-                apps: AppsConfig { dirs: Vec::new(), manifests: Vec::new() },
-                runtime: RuntimeConfig { max_instances: 4, ..RuntimeConfig::default() },
-                http: HttpLimits { max_infer_body_bytes: 64 << 10, ..HttpLimits::default() },
-                web_demo: None,
-                admin: None,
-            };
-            Gateway::build(&config).expect("the gateway builds")
-        })
-        .router()
+    GATEWAY.get_or_init(|| v2_gateway(HttpLimits { max_infer_body_bytes: 64 << 10, ..HttpLimits::default() })).router()
 }
 
 async fn v2(request: Request<Body>) -> (StatusCode, http::HeaderMap, bytes::Bytes) {
@@ -404,4 +404,17 @@ async fn openapi_describes_every_route_the_router_serves() {
     );
     assert!(doc["components"]["schemas"]["InferRequest"]["properties"]["inputs"].is_object(), "{}", doc["components"]);
     assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+}
+
+#[tokio::test]
+async fn v2_an_inference_past_its_deadline_is_a_504() {
+    let gateway = v2_gateway(HttpLimits { infer_deadline: std::time::Duration::ZERO, ..HttpLimits::default() });
+    let input = serde_json::json!({"name": "tokens", "shape": [1, 32], "datatype": "INT32", "data": tokens()});
+    let request = infer_request("/v2/models/wordlm/infer", serde_json::json!({"inputs": [input]}));
+    let response = gateway.router().oneshot(request).await.unwrap();
+    let status = response.status();
+    let json: serde_json::Value =
+        serde_json::from_slice(&axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap()).unwrap();
+    assert_eq!((status, json["kind"].as_str()), (StatusCode::GATEWAY_TIMEOUT, Some("deadline_exceeded")), "{json}");
+    assert!(json["error"].as_str().unwrap().contains("deadline"), "{json}");
 }

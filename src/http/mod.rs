@@ -234,24 +234,10 @@ async fn call_app(
 ) -> Result<Response, ApiError> {
     let limit = app.max_body_bytes();
     let (parts, body) = request.into_parts();
-    let declared =
-        parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit as u64) {
-        return Err(ApiError::PayloadTooLarge(limit));
-    }
+    refuse_declared_over(&parts.headers, limit)?;
     // The app's turn first: a body is buffered only for a request that will run.
     let turn = app.take_turn().await?;
-    let timeout = state.limits.body_read_timeout;
-    let body = tokio::time::timeout(timeout, axum::body::to_bytes(body, limit))
-        .await
-        .map_err(|_| ApiError::BodyTimeout(timeout))?
-        .map_err(|e| {
-            if is_length_limit(&e) {
-                ApiError::PayloadTooLarge(limit)
-            } else {
-                ApiError::BadRequest(format!("cannot read the request body: {e}"))
-            }
-        })?;
+    let body = read_body(body, limit, state.limits.body_read_timeout).await?;
     let guest_request = GuestRequest {
         method: parts.method.to_string(),
         script_name,
@@ -294,6 +280,30 @@ fn headers_of(headers: &HeaderMap) -> Vec<(String, String)> {
 
 fn is_hop_by_hop(name: &HeaderName) -> bool {
     [header::CONNECTION, header::TRANSFER_ENCODING, header::CONTENT_LENGTH, header::UPGRADE].contains(name)
+}
+
+/// 413 at once for a body whose declared length is over `limit`, before anything is read.
+fn refuse_declared_over(headers: &HeaderMap, limit: usize) -> Result<(), ApiError> {
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(ApiError::PayloadTooLarge(limit));
+    }
+    Ok(())
+}
+
+/// The whole body, at most `limit` bytes (413 beyond), within `timeout` (408 beyond).
+async fn read_body(body: Body, limit: usize, timeout: Duration) -> Result<bytes::Bytes, ApiError> {
+    tokio::time::timeout(timeout, axum::body::to_bytes(body, limit))
+        .await
+        .map_err(|_| ApiError::BodyTimeout(timeout))?
+        .map_err(|e| {
+            if is_length_limit(&e) {
+                ApiError::PayloadTooLarge(limit)
+            } else {
+                ApiError::BadRequest(format!("cannot read the request body: {e}"))
+            }
+        })
 }
 
 fn is_length_limit(error: &axum::Error) -> bool {

@@ -86,13 +86,7 @@ async fn signature_of(state: &HttpState, model: &str) -> Result<(crate::nn::Shar
     })
     .await
     .map_err(|_| ApiError::Call(crate::apps::CallError::Panicked))?;
-    let (graph, _) = loaded.map_err(|error| match error {
-        NnError::UnknownModel(_) => OipError::UnknownModel(model.to_string()),
-        NnError::BackendUnavailable(backend, why) => {
-            OipError::BackendUnavailable { model: model.to_string(), backend, why }
-        }
-        other => OipError::Load(model.to_string(), other),
-    })?;
+    let (graph, _) = loaded.map_err(|error| OipError::from_nn(model, error))?;
     let backends =
         state.apps.runtime().models().available_backends().into_iter().map(|b| b.as_str().to_string()).collect();
     Ok((graph, backends))
@@ -204,10 +198,8 @@ async fn run_infer(state: &HttpState, model: &str, headers: &HeaderMap, body: Bo
         ),
     };
     let limit = state.limits.max_infer_body_bytes;
-    let body = tokio::time::timeout(state.limits.body_read_timeout, axum::body::to_bytes(body, limit))
-        .await
-        .map_err(|_| ApiError::BodyTimeout(state.limits.body_read_timeout))?
-        .map_err(|_| ApiError::PayloadTooLarge(limit))?;
+    super::refuse_declared_over(headers, limit)?;
+    let body = super::read_body(body, limit, state.limits.body_read_timeout).await?;
     let deadline = Instant::now() + state.limits.infer_deadline;
     let store = state.apps.runtime().models().clone();
     let name = model.to_string();

@@ -40,6 +40,19 @@ pub enum OipError {
     Inference(#[source] wasmtime_wasi_nn::backend::BackendError),
 }
 
+impl OipError {
+    /// Why the shared model `model` could not be had from the store, as the protocol says it.
+    pub fn from_nn(model: &str, error: NnError) -> Self {
+        match error {
+            NnError::UnknownModel(_) => OipError::UnknownModel(model.to_string()),
+            NnError::BackendUnavailable(backend, why) => {
+                OipError::BackendUnavailable { model: model.to_string(), backend, why }
+            }
+            other => OipError::Load(model.to_string(), other),
+        }
+    }
+}
+
 fn bad(message: impl Into<String>) -> OipError {
     OipError::BadRequest(message.into())
 }
@@ -117,13 +130,8 @@ pub struct Output {
 
 /// Runs `request` on the shared model `model` until `deadline`. Blocking.
 pub fn infer(store: &ModelStore, model: &str, request: &Decoded, deadline: Instant) -> Result<Vec<Output>, OipError> {
-    let (graph, backend) = store.graph(&ModelKey::shared(model), request.backend).map_err(|error| match error {
-        NnError::UnknownModel(_) => OipError::UnknownModel(model.to_string()),
-        NnError::BackendUnavailable(backend, why) => {
-            OipError::BackendUnavailable { model: model.to_string(), backend, why }
-        }
-        other => OipError::Load(model.to_string(), other),
-    })?;
+    let (graph, backend) =
+        store.graph(&ModelKey::shared(model), request.backend).map_err(|error| OipError::from_nn(model, error))?;
     let signature = graph.signature();
     check_inputs(signature, &request.inputs)?;
     let wanted = wanted_outputs(signature, request)?;

@@ -54,6 +54,9 @@ pub struct HttpLimits {
     pub max_infer_body_bytes: usize,
     /// Time a `/v2` inference may take, from its body's arrival; beyond it, 504.
     pub infer_deadline: Duration,
+    /// `/v2` inferences buffered or running at once (each holds up to `max_infer_body_bytes`);
+    /// more wait for a turn for at most `infer_deadline`, then get 503.
+    pub max_infers_in_flight: usize,
 }
 
 impl Default for HttpLimits {
@@ -67,6 +70,7 @@ impl Default for HttpLimits {
             max_uri_bytes: 8 << 10,
             max_infer_body_bytes: 64 << 20,
             infer_deadline: Duration::from_secs(30),
+            max_infers_in_flight: 16,
         }
     }
 }
@@ -76,6 +80,8 @@ pub struct HttpState {
     pub apps: Arc<Apps>,
     pub admin: Option<Arc<admin::Admin>>,
     pub limits: Arc<HttpLimits>,
+    /// Turns for `/v2` inferences ([`HttpLimits::max_infers_in_flight`]).
+    pub infer_turns: Arc<Semaphore>,
 }
 
 /// Answers 414 for an over-long URI and 503 beyond the requests in flight, before any routing.
@@ -132,7 +138,12 @@ pub fn router(
         .layer(middleware::from_fn_with_state(gate, admission))
         .layer(middleware::from_fn(error::log_errors))
         .layer(TraceLayer::new_for_http())
-        .with_state(HttpState { apps, admin, limits: Arc::new(limits) })
+        .with_state(HttpState {
+            apps,
+            admin,
+            infer_turns: Arc::new(Semaphore::new(limits.max_infers_in_flight.max(1))),
+            limits: Arc::new(limits),
+        })
 }
 
 #[utoipa::path(get, path = "/healthz", tag = "gateway", responses((status = 200, description = "The gateway answers", body = serde_json::Value)))]

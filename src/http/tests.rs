@@ -418,3 +418,47 @@ async fn v2_an_inference_past_its_deadline_is_a_504() {
     assert_eq!((status, json["kind"].as_str()), (StatusCode::GATEWAY_TIMEOUT, Some("deadline_exceeded")), "{json}");
     assert!(json["error"].as_str().unwrap().contains("deadline"), "{json}");
 }
+
+/// A request body that never arrives: a client stalling its upload.
+struct StalledBody;
+
+impl http_body::Body for StalledBody {
+    type Data = bytes::Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::task::Poll::Pending
+    }
+}
+
+#[tokio::test]
+async fn v2_inferences_beyond_their_turns_wait_then_get_503_without_their_bodies_being_read() {
+    let limits = HttpLimits {
+        max_infers_in_flight: 1,
+        infer_deadline: std::time::Duration::from_millis(300),
+        ..HttpLimits::default()
+    };
+    let router = v2_gateway(limits).router();
+    // The one turn, held by an upload that never finishes.
+    let stalled = Request::post("/v2/models/wordlm/infer").body(Body::new(StalledBody)).unwrap();
+    let holder = tokio::spawn(router.clone().oneshot(stalled));
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let input = serde_json::json!({"name": "tokens", "shape": [1, 32], "datatype": "INT32", "data": tokens()});
+    let response = router
+        .clone()
+        .oneshot(infer_request("/v2/models/wordlm/infer", serde_json::json!({"inputs": [input]})))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(response.headers().contains_key(header::RETRY_AFTER));
+    // Once the stalled upload is gone, its turn is free again.
+    holder.abort();
+    let _ = holder.await;
+    let input = serde_json::json!({"name": "tokens", "shape": [1, 32], "datatype": "INT32", "data": tokens()});
+    let response =
+        router.oneshot(infer_request("/v2/models/wordlm/infer", serde_json::json!({"inputs": [input]}))).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}

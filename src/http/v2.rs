@@ -199,11 +199,19 @@ async fn run_infer(state: &HttpState, model: &str, headers: &HeaderMap, body: Bo
     };
     let limit = state.limits.max_infer_body_bytes;
     super::refuse_declared_over(headers, limit)?;
+    // A turn before the body is read: at most `max_infers_in_flight` bodies are buffered, so a
+    // flood of large requests cannot make the gateway hold more than that many of them.
+    let turn = tokio::time::timeout(state.limits.infer_deadline, state.infer_turns.clone().acquire_owned())
+        .await
+        .map_err(|_| ApiError::Overloaded)?
+        .map_err(|_| ApiError::Overloaded)?;
     let body = super::read_body(body, limit, state.limits.body_read_timeout).await?;
     let deadline = Instant::now() + state.limits.infer_deadline;
     let store = state.apps.runtime().models().clone();
     let name = model.to_string();
     let answer = tokio::task::spawn_blocking(move || -> Result<(Bytes, Option<usize>), OipError> {
+        // Held until the inference ends, even if the client has gone.
+        let _turn = turn;
         let request = oip::decode(&body, header_length)?;
         let id = request.id.clone();
         let outputs = oip::infer(&store, &name, &request, deadline)?;

@@ -1,7 +1,6 @@
 //! The gateway assembled: backends, model store, runtime, apps and the HTTP edge, built from
 //! one [`GatewayConfig`] and served until Ctrl-C or SIGTERM.
 
-use crate::apps::persist::AppStore;
 use crate::apps::{AppManifest, Apps};
 use crate::http::admin::{Admin, UploadLimits};
 use crate::http::{self, HttpLimits};
@@ -10,7 +9,9 @@ use crate::nn::backend::ort::{OrtBackend, OrtOptions};
 use crate::nn::backend::tract::TractBackend;
 use crate::nn::backend::{BackendKind, Backends};
 use crate::nn::manifest::ModelManifest;
-use crate::nn::{ModelKey, ModelStore, describe};
+use crate::nn::{ModelStore, describe};
+use crate::persist::VersionStore;
+use crate::repository::ModelRepository;
 use crate::runtime::{Runtime, RuntimeConfig};
 use anyhow::Context;
 use std::net::SocketAddr;
@@ -56,7 +57,8 @@ pub struct AppsConfig {
 
 #[derive(Debug, Clone)]
 pub struct AdminConfig {
-    /// Where deployed apps are kept, so they come back after a restart.
+    /// Where deployed apps and models added over HTTP are kept, so they come back after a
+    /// restart.
     pub data_dir: PathBuf,
     /// Bearer token of the admin API; without one the admin API answers 401.
     pub token: Option<String>,
@@ -66,6 +68,7 @@ pub struct AdminConfig {
 /// The gateway's parts, built and wired, not yet listening.
 pub struct Gateway {
     pub apps: Arc<Apps>,
+    pub repository: Arc<ModelRepository>,
     web_demo: Option<PathBuf>,
     admin: Option<Arc<Admin>>,
     http: HttpLimits,
@@ -96,8 +99,13 @@ impl Gateway {
     pub fn build(config: &GatewayConfig) -> anyhow::Result<Self> {
         let metrics = Arc::new(Metrics::new());
         let models = Arc::new(ModelStore::new(backends(&config.models), config.models.cache_bytes, metrics.clone()));
+        let open = |kind: &str, data: &PathBuf| {
+            VersionStore::open(data, kind).with_context(|| format!("opening {}", data.join(kind).display()))
+        };
+        let stored_models = config.admin.as_ref().map(|admin| open("models", &admin.data_dir)).transpose()?;
+        let repository = Arc::new(ModelRepository::new(models.clone(), stored_models));
         for root in &config.models.roots {
-            let names = models.register_all(root).with_context(|| format!("loading models from {}", root.display()))?;
+            let names = repository.add_root(root).with_context(|| format!("loading models from {}", root.display()))?;
             tracing::info!(root = %root.display(), models = ?names, "models registered");
         }
         for (name, path, backend) in &config.models.files {
@@ -109,9 +117,12 @@ impl Gateway {
                 inputs: Vec::new(),
                 outputs: Vec::new(),
             };
-            models
-                .register_file(ModelKey::shared(name), manifest, path.clone())
-                .with_context(|| format!("model {name}"))?;
+            repository.add_file(manifest, path.clone()).with_context(|| format!("model {name}"))?;
+        }
+        // Models added over HTTP before the apps, which may declare them.
+        let restored = repository.restore()?;
+        if !restored.is_empty() {
+            tracing::info!(models = ?restored, "restored models added over HTTP");
         }
         let runtime = Runtime::new(config.runtime.clone(), models, metrics)
             .map_err(|e| anyhow::anyhow!("cannot start wasmtime: {e:#}"))?;
@@ -127,12 +138,12 @@ impl Gateway {
         }
         let admin = match &config.admin {
             Some(admin) => {
-                let store =
-                    AppStore::open(&admin.data_dir).with_context(|| format!("opening {}", admin.data_dir.display()))?;
-                // Apps deployed over HTTP come back; one that no longer validates is logged,
-                // not fatal, so the others still serve.
+                let store = open("apps", &admin.data_dir)?;
+                // Apps deployed over HTTP come back, even one whose declared model has been
+                // removed since (its guest gets wasi-nn's `not-found`); one that no longer
+                // validates is logged, not fatal, so the others still serve.
                 for (name, version) in store.current_versions()? {
-                    match apps.deploy_stored(&version, &name) {
+                    match apps.restore_stored(&version, &name) {
                         Ok(app) => tracing::info!(app = %app.manifest.name, "restored deployed app"),
                         Err(error) => {
                             tracing::error!(dir = %version.display(), error = %describe(&error), "cannot restore app")
@@ -146,11 +157,17 @@ impl Gateway {
         if !config.models.warm_up {
             apps.skip_warm_up();
         }
-        Ok(Self { apps, web_demo: config.web_demo.clone(), admin, http: config.http.clone() })
+        Ok(Self { apps, repository, web_demo: config.web_demo.clone(), admin, http: config.http.clone() })
     }
 
     pub fn router(&self) -> axum::Router {
-        http::router(self.apps.clone(), self.web_demo.clone(), self.admin.clone(), self.http.clone())
+        http::router(
+            self.apps.clone(),
+            self.repository.clone(),
+            self.web_demo.clone(),
+            self.admin.clone(),
+            self.http.clone(),
+        )
     }
 }
 

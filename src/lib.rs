@@ -4,7 +4,10 @@
 //!
 //! One request reads top to bottom: [`http`] -> [`apps`] -> [`runtime`] -> [`nn`] ->
 //! [`nn::backend`]; an Open Inference Protocol request (`/v2`) goes [`http`] -> [`oip`] ->
-//! [`nn`]. [`gateway`] wires them together; [`commands`] are the command line.
+//! [`nn`]. Changes to the shared models (the admin API's `/admin/models`, Triton's
+//! `/v2/repository`) go [`http`] -> [`repository`] -> [`nn`]; deployed apps and uploaded models
+//! are kept on disk by [`persist`]. [`gateway`] wires them together; [`commands`] are the
+//! command line.
 
 pub mod apps;
 pub mod commands;
@@ -13,6 +16,8 @@ pub mod http;
 pub mod metrics;
 pub mod nn;
 pub mod oip;
+pub mod persist;
+pub mod repository;
 pub mod runtime;
 
 pub use gateway::{Gateway, GatewayConfig, serve};

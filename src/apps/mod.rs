@@ -10,7 +10,6 @@
 //! the work it still does is charged to the app that caused it.
 
 pub mod manifest;
-pub mod persist;
 
 use crate::nn::manifest::ModelManifest;
 use crate::nn::{ModelAccess, ModelKey, ModelStore, NnError};
@@ -194,13 +193,28 @@ impl Apps {
         self.deploy_manifest(AppManifest::from_stored_dir(dir, name)?, dir)
     }
 
+    /// Like [`Apps::deploy_stored`] for an app the gateway comes back with after a restart: a
+    /// shared model it declares that is gone since (removed from the repository) does not
+    /// refuse it, so the app is not lost; its guest gets wasi-nn's `not-found` for that model.
+    pub fn restore_stored(&self, dir: &Path, name: &str) -> Result<Arc<App>, DeployError> {
+        let manifest = AppManifest::from_stored_dir(dir, name)?;
+        for model in manifest.models.iter().filter(|m| !self.runtime.models().has_shared(m)) {
+            tracing::warn!(app = %name, %model, "the app declares a model the gateway no longer has");
+        }
+        self.deploy_checked(manifest, dir, false)
+    }
+
     /// Like [`Apps::deploy_dir`] with a manifest given rather than read: paths in it are
     /// relative to `dir`.
     pub fn deploy_manifest(&self, manifest: AppManifest, dir: &Path) -> Result<Arc<App>, DeployError> {
+        self.deploy_checked(manifest, dir, true)
+    }
+
+    fn deploy_checked(&self, manifest: AppManifest, dir: &Path, require_models: bool) -> Result<Arc<App>, DeployError> {
         let wasm_path = dir.join(&manifest.wasm);
         let wasm = std::fs::read(&wasm_path).map_err(|source| ManifestError::Read { path: wasm_path, source })?;
         let metrics = self.runtime.metrics();
-        let deployed = self.deploy(manifest, &wasm, dir);
+        let deployed = self.deploy(manifest, &wasm, dir, require_models);
         match &deployed {
             Ok(_) => metrics.deploys.inc(),
             Err(_) => metrics.failed_deploys.inc(),
@@ -210,10 +224,16 @@ impl Apps {
 
     /// Validates and makes live an app whose bundled model files are in `dir`. Nothing changes
     /// for the running version unless every check passes.
-    fn deploy(&self, manifest: AppManifest, wasm: &[u8], dir: &Path) -> Result<Arc<App>, DeployError> {
+    fn deploy(
+        &self,
+        manifest: AppManifest,
+        wasm: &[u8],
+        dir: &Path,
+        require_models: bool,
+    ) -> Result<Arc<App>, DeployError> {
         let models = self.runtime.models().clone();
         for model in &manifest.models {
-            if !models.has_shared(model) {
+            if require_models && !models.has_shared(model) {
                 return Err(DeployError::UnknownModel { app: manifest.name.clone(), model: model.clone() });
             }
         }

@@ -1,9 +1,10 @@
-//! The command line: `edgenn serve`, `run`, `deploy`, `new` and `componentize`, one file each, with what they
-//! share (the options of a serving gateway) here.
+//! The command line: `edgenn serve`, `run`, `deploy`, `model`, `new` and `componentize`, one
+//! file each, with what they share (the options of a serving gateway) here.
 
 pub mod client;
 pub mod componentize;
 pub mod deploy;
+pub mod model;
 pub mod new;
 pub mod run;
 pub mod serve;
@@ -37,6 +38,8 @@ enum Command {
     Run(run::RunArgs),
     /// Deploy a local app folder to a running gateway (create or replace).
     Deploy(deploy::DeployArgs),
+    /// Manage the shared models of a running gateway (`edgenn model push ./models/x`).
+    Model(model::ModelArgs),
     /// Create a new app from the template.
     New(new::NewArgs),
     /// Turn a wasm32-wasip1 module with wit-bindgen exports into a wasi:http/proxy component.
@@ -56,6 +59,7 @@ pub async fn main() -> anyhow::Result<()> {
         Command::Serve(args) => serve::execute(args, &given).await,
         Command::Run(args) => run::execute(args, &given).await,
         Command::Deploy(args) => deploy::execute(args),
+        Command::Model(args) => model::execute(args),
         Command::New(args) => new::execute(args),
         Command::Componentize(args) => componentize::execute(args),
     }

@@ -1,4 +1,6 @@
 //! The admin API: deploy, replace, inspect and delete apps at run time, behind a bearer token.
+//! The model repository's routes (`/admin/models`, `/v2/repository`) are in
+//! [`super::repository`], behind the same token.
 //!
 //! ```text
 //! GET    /admin/apps           list
@@ -23,7 +25,7 @@ use super::error::ErrorBody;
 use super::{ApiError, HttpState};
 use crate::apps::CallError;
 use crate::apps::manifest::{AppManifest, MANIFEST_FILE, STORED_WASM_FILE, is_relative_inside};
-use crate::apps::persist::{AppStore, app_component};
+use crate::persist::{VersionStore, name_component};
 use axum::Json;
 use axum::extract::multipart::{Field, MultipartError, MultipartRejection};
 use axum::extract::{DefaultBodyLimit, Multipart, Path, Request, State};
@@ -48,15 +50,15 @@ pub struct UploadLimits {
 
 pub struct Admin {
     token: Option<String>,
-    store: AppStore,
+    store: VersionStore,
     /// One deploy at a time: versions of one app must not interleave. Held only while a
     /// complete upload is validated and swapped in, never while one is read.
     deploying: tokio::sync::Mutex<()>,
-    upload: UploadLimits,
+    pub(super) upload: UploadLimits,
 }
 
 impl Admin {
-    pub fn new(token: Option<String>, store: AppStore, upload: UploadLimits) -> Self {
+    pub fn new(token: Option<String>, store: VersionStore, upload: UploadLimits) -> Self {
         Self { token: token.filter(|t| !t.is_empty()), store, deploying: tokio::sync::Mutex::new(()), upload }
     }
 }
@@ -66,6 +68,7 @@ pub fn router(admin: Arc<Admin>) -> Router<HttpState> {
     Router::new()
         .route("/admin/apps", get(list))
         .route("/admin/apps/{name}", get(inspect).put(deploy).delete(remove))
+        .merge(super::repository::router())
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn_with_state(admin, authorize))
 }
@@ -86,13 +89,13 @@ async fn authorize(State(admin): State<Arc<Admin>>, request: Request, next: Next
     Ok(next.run(request).await)
 }
 
-fn admin_of(state: &HttpState) -> &Arc<Admin> {
+pub(super) fn admin_of(state: &HttpState) -> &Arc<Admin> {
     state.admin.as_ref().expect("admin routes exist only with an admin state")
 }
 
 /// The app name of the URL, by the same rule as a manifest's and the store's.
 fn checked_name(name: &str) -> Result<&str, ApiError> {
-    app_component(name).map_err(|_| {
+    name_component(name).map_err(|_| {
         ApiError::BadRequest(format!(
             "app name {name:?} must be 1-64 characters of a-z, 0-9, '-', '_' or '.', not starting with '.'"
         ))
@@ -166,7 +169,7 @@ async fn deploy(
 
 /// A staging directory, removed when the deploy ends before it became a version (a refused
 /// upload, or a client that went away mid-upload).
-struct Staged(PathBuf);
+pub(super) struct Staged(pub(super) PathBuf);
 
 impl Drop for Staged {
     fn drop(&mut self) {
@@ -177,7 +180,7 @@ impl Drop for Staged {
 }
 
 /// A multipart error as the client should see it: over the size limit is 413.
-fn upload_error(what: &str, error: MultipartError, max_bytes: usize) -> ApiError {
+pub(super) fn upload_error(what: &str, error: MultipartError, max_bytes: usize) -> ApiError {
     if error.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::PayloadTooLarge(max_bytes)
     } else {
@@ -188,12 +191,19 @@ fn upload_error(what: &str, error: MultipartError, max_bytes: usize) -> ApiError
 /// A bundled file's name as a relative path of normal components (`./a//b` is `a/b`), or
 /// `None` when it would leave the app directory or is a file the gateway writes itself.
 fn bundled_file_path(file_name: &str) -> Option<PathBuf> {
+    upload_file_path(file_name, &[MANIFEST_FILE, STORED_WASM_FILE])
+}
+
+/// An uploaded file's name as a relative path of normal components (`./a//b` is `a/b`), or
+/// `None` when it would leave the upload's directory, is hidden, or is one of `reserved`
+/// (files the gateway writes itself).
+pub(super) fn upload_file_path(file_name: &str, reserved: &[&str]) -> Option<PathBuf> {
     let path = PathBuf::from(file_name);
     if !is_relative_inside(&path) {
         return None;
     }
     let normal: PathBuf = path.components().filter(|c| matches!(c, Component::Normal(_))).collect();
-    let reserved = [MANIFEST_FILE, STORED_WASM_FILE].iter().any(|r| normal == std::path::Path::new(r));
+    let reserved = reserved.iter().any(|r| normal == std::path::Path::new(r));
     let hidden = normal.components().any(|c| c.as_os_str().to_string_lossy().starts_with('.'));
     (!normal.as_os_str().is_empty() && !reserved && !hidden).then_some(normal)
 }
@@ -203,11 +213,15 @@ fn bundled_file_path(file_name: &str) -> Option<PathBuf> {
 const UPLOADING_WASM: &str = ".app.wasm.part";
 
 /// A manifest is text with a bounded `[config]`; no valid one comes near this.
-const MAX_MANIFEST_BYTES: usize = 4 << 20;
+pub(super) const MAX_MANIFEST_BYTES: usize = 4 << 20;
 
 /// Streams one part to `target`, creating its directories. Nothing is flushed here:
-/// `AppStore::add_version` flushes the whole staged directory before it goes live.
-async fn write_part(field: &mut Field<'_>, target: &std::path::Path, max_bytes: usize) -> Result<(), ApiError> {
+/// `VersionStore::add_version` flushes the whole staged directory before it goes live.
+pub(super) async fn write_part(
+    field: &mut Field<'_>,
+    target: &std::path::Path,
+    max_bytes: usize,
+) -> Result<(), ApiError> {
     if let Some(parent) = target.parent() {
         std::fs::create_dir_all(parent)
             .map_err(|e| ApiError::BadRequest(format!("cannot store {}: {e}", target.display())))?;
@@ -220,7 +234,7 @@ async fn write_part(field: &mut Field<'_>, target: &std::path::Path, max_bytes: 
 }
 
 /// Reads the manifest part, refusing one over [`MAX_MANIFEST_BYTES`] before holding it.
-async fn read_manifest_part(field: &mut Field<'_>, max_bytes: usize) -> Result<String, ApiError> {
+pub(super) async fn read_manifest_part(field: &mut Field<'_>, max_bytes: usize) -> Result<String, ApiError> {
     let mut text = Vec::new();
     while let Some(chunk) = field.chunk().await.map_err(|e| upload_error("cannot read the manifest", e, max_bytes))? {
         if text.len() + chunk.len() > MAX_MANIFEST_BYTES {

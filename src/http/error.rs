@@ -7,6 +7,7 @@
 use crate::apps::{CallError, DeployError};
 use crate::nn::describe;
 use crate::oip::OipError;
+use crate::repository::RepositoryError;
 use crate::runtime::RuntimeError;
 use axum::Json;
 use axum::extract::Request;
@@ -51,6 +52,8 @@ pub enum ApiError {
     Call(#[from] CallError),
     #[error(transparent)]
     Infer(#[from] OipError),
+    #[error(transparent)]
+    Repository(#[from] RepositoryError),
 }
 
 impl ApiError {
@@ -91,6 +94,12 @@ impl ApiError {
                 OipError::Deadline => StatusCode::GATEWAY_TIMEOUT,
                 OipError::Load(..) | OipError::Inference(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
+            ApiError::Repository(error) => match error {
+                RepositoryError::UnknownModel(_) => StatusCode::NOT_FOUND,
+                RepositoryError::ReadOnly(_) | RepositoryError::NoDataDirectory => StatusCode::CONFLICT,
+                RepositoryError::Refused { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+                RepositoryError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            },
         }
     }
 
@@ -117,6 +126,13 @@ impl ApiError {
                 OipError::Deadline => "deadline_exceeded",
                 OipError::Load(..) => "model_load_failed",
                 OipError::Inference(_) => "inference_failed",
+            },
+            ApiError::Repository(error) => match error {
+                RepositoryError::UnknownModel(_) => "not_found",
+                RepositoryError::ReadOnly(_) => "read_only",
+                RepositoryError::NoDataDirectory => "no_data_directory",
+                RepositoryError::Refused { .. } => "model_refused",
+                RepositoryError::Io(_) => "storage",
             },
             ApiError::Call(CallError::Runtime(error)) => match error {
                 RuntimeError::DeadlineExceeded(_) => "deadline_exceeded",

@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod error;
 mod openapi;
+mod repository;
 pub mod serve;
 #[cfg(test)]
 mod tests;
@@ -16,6 +17,7 @@ pub mod v2;
 
 use crate::apps::{App, Apps};
 use crate::metrics::RequestLabels;
+use crate::repository::ModelRepository;
 use crate::runtime::wagi::GuestRequest;
 use axum::Json;
 use axum::Router;
@@ -78,6 +80,7 @@ impl Default for HttpLimits {
 #[derive(Clone)]
 pub struct HttpState {
     pub apps: Arc<Apps>,
+    pub repository: Arc<ModelRepository>,
     pub admin: Option<Arc<admin::Admin>>,
     pub limits: Arc<HttpLimits>,
     /// Turns for `/v2` inferences ([`HttpLimits::max_infers_in_flight`]).
@@ -102,6 +105,7 @@ struct Gate {
 
 pub fn router(
     apps: Arc<Apps>,
+    repository: Arc<ModelRepository>,
     web_demo: Option<PathBuf>,
     admin: Option<Arc<admin::Admin>>,
     limits: HttpLimits,
@@ -140,6 +144,7 @@ pub fn router(
         .layer(TraceLayer::new_for_http())
         .with_state(HttpState {
             apps,
+            repository,
             admin,
             infer_turns: Arc::new(Semaphore::new(limits.max_infers_in_flight.max(1))),
             limits: Arc::new(limits),

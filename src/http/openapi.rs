@@ -27,6 +27,13 @@ use utoipa::{Modify, OpenApi};
         super::admin::inspect,
         super::admin::deploy,
         super::admin::remove,
+        super::repository::list,
+        super::repository::inspect,
+        super::repository::put_model,
+        super::repository::delete_model,
+        super::repository::triton_index,
+        super::repository::triton_load,
+        super::repository::triton_unload,
         super::v2::server_metadata,
         super::v2::live,
         super::v2::server_ready,
@@ -44,7 +51,7 @@ use utoipa::{Modify, OpenApi};
         (name = "gateway", description = "Health, metrics, this document"),
         (name = "v1", description = "The gateway's own JSON API"),
         (name = "apps", description = "Every deployed app, by name"),
-        (name = "admin", description = "Deploys at run time, behind the admin token"),
+        (name = "admin", description = "Apps and models added, replaced and removed at run time, behind the admin token"),
         (name = "v2", description = "The Open Inference Protocol (KServe v2) over the shared models"),
     )
 )]

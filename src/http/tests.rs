@@ -371,6 +371,13 @@ async fn openapi_describes_every_route_the_router_serves() {
         ("/admin/apps/{name}", "put"),
         ("/admin/apps/{name}", "delete"),
         ("/admin/apps/{name}", "get"),
+        ("/admin/models", "get"),
+        ("/admin/models/{name}", "get"),
+        ("/admin/models/{name}", "put"),
+        ("/admin/models/{name}", "delete"),
+        ("/v2/repository/index", "post"),
+        ("/v2/repository/models/{model}/load", "post"),
+        ("/v2/repository/models/{model}/unload", "post"),
         ("/v2", "get"),
         ("/v2/health/live", "get"),
         ("/v2/health/ready", "get"),
@@ -461,4 +468,110 @@ async fn v2_inferences_beyond_their_turns_wait_then_get_503_without_their_bodies
     let response =
         router.oneshot(infer_request("/v2/models/wordlm/infer", serde_json::json!({"inputs": [input]}))).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
+}
+
+fn authorized(method: &str, uri: &str, content_type: Option<&str>, body: Vec<u8>) -> Request<Body> {
+    let mut request =
+        Request::builder().method(method).uri(uri).header(header::AUTHORIZATION, "Bearer router-test-token");
+    if let Some(content_type) = content_type {
+        request = request.header(header::CONTENT_TYPE, content_type);
+    }
+    request.body(Body::from(body)).unwrap()
+}
+
+/// PUT /admin/models/NAME with `(field, filename, bytes)` parts.
+async fn put_model(name: &str, parts: &[(&str, Option<&str>, &[u8])]) -> (StatusCode, serde_json::Value) {
+    let mut form = crate::commands::client::Multipart::new();
+    for (field, filename, data) in parts {
+        form.part(field, *filename, None, data);
+    }
+    let content_type = form.content_type();
+    let (status, _, json) =
+        send(authorized("PUT", &format!("/admin/models/{name}"), Some(&content_type), form.finish())).await;
+    (status, json)
+}
+
+#[tokio::test]
+async fn the_model_repository_validates_uploads_and_maps_triton_onto_them() {
+    let digits = std::fs::read(repo().join("guests/digits/model/digits.onnx")).unwrap();
+    let manifest = |name: &str| format!("name = \"{name}\"\nfile = \"model.onnx\"\nbackend = \"tract\"\n");
+    let m = manifest("digits-r");
+    // Bad uploads are 400 with the reason, before anything loads.
+    for (parts, reason) in [
+        (vec![("file", Some("model.onnx"), &digits[..])], "no `manifest` part"),
+        (vec![("manifest", None, manifest("other").as_bytes())], "names model \"other\""),
+        (vec![("manifest", None, m.as_bytes())], "needs its file"),
+        (vec![("manifest", None, m.as_bytes()), ("file", Some(".hidden"), &digits[..])], "relative path"),
+        (vec![("manifest", None, m.as_bytes()), ("file", Some("../x.onnx"), &digits[..])], "relative path"),
+        (vec![("manifest", None, m.as_bytes()), ("file", Some("model.toml"), b"x")], "relative path"),
+        (vec![("manifest", None, b"name = 3")], "invalid model.toml"),
+    ] {
+        let (status, json) = put_model("digits-r", &parts).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{reason}: {json}");
+        assert!(json["error"].as_str().unwrap().contains(reason), "{reason}: {json}");
+    }
+    // Not an ONNX model: 422, and the repository does not know it.
+    let (status, json) =
+        put_model("digits-r", &[("manifest", None, m.as_bytes()), ("file", Some("model.onnx"), b"no")]).await;
+    assert_eq!((status, json["kind"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("model_refused")), "{json}");
+    let (status, _, json) = send(authorized("GET", "/admin/models/digits-r", None, Vec::new())).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{json}");
+
+    let parts = [
+        ("manifest", None, m.as_bytes()),
+        ("file", Some("./model.onnx"), &digits[..]),
+        ("file", Some("notes/a.txt"), b"a"),
+    ];
+    let (status, json) = put_model("digits-r", &parts).await;
+    assert_eq!(status, StatusCode::CREATED, "{json}");
+    assert_eq!(put_model("digits-r", &parts).await.0, StatusCode::OK, "a second upload replaces");
+    let (status, _, json) = send(authorized("GET", "/admin/models", None, Vec::new())).await;
+    assert_eq!(status, StatusCode::OK);
+    let listed = json["models"].as_array().unwrap().iter().find(|m| m["name"] == "digits-r").expect("listed").clone();
+    assert_eq!((listed["origin"].as_str(), listed["state"].as_str()), (Some("uploaded"), Some("READY")), "{listed}");
+    assert_eq!(listed["model"]["loaded"], serde_json::json!(["tract"]), "loaded when it was validated: {listed}");
+
+    // Triton's repository extension: the token first.
+    let (status, _, _) = send(Request::post("/v2/repository/index").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let index = |body: &'static str| async move {
+        let (status, _, json) = send(authorized("POST", "/v2/repository/index", None, body.as_bytes().to_vec())).await;
+        assert_eq!(status, StatusCode::OK, "{json}");
+        json.as_array().unwrap().iter().find(|m| m["name"] == "digits-r").cloned()
+    };
+    assert_eq!(index("").await.unwrap()["state"], "READY");
+    let (status, _, json) = send(authorized(
+        "POST",
+        "/v2/repository/models/digits-r/unload",
+        None,
+        br#"{"parameters":{"unload_dependents":false}}"#.to_vec(),
+    ))
+    .await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    let entry = index("").await.unwrap();
+    assert_eq!((entry["state"].as_str(), entry["reason"].as_str()), (Some("UNAVAILABLE"), Some("unloaded")));
+    assert!(index(r#"{"ready": true}"#).await.is_none(), "only ready models when asked");
+    let (status, _, json) = send(authorized("POST", "/v2/repository/models/digits-r/load", None, Vec::new())).await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    assert_eq!(index("").await.unwrap()["state"], "READY");
+    for (uri, body, status) in [
+        ("/v2/repository/models/nope/load", "", StatusCode::NOT_FOUND),
+        ("/v2/repository/models/nope/unload", "", StatusCode::NOT_FOUND),
+        ("/v2/repository/models/digits-r/load", "[1]", StatusCode::BAD_REQUEST),
+        ("/v2/repository/models/digits-r/load", r#"{"parameters":{"config":"{}"}}"#, StatusCode::BAD_REQUEST),
+        (
+            "/v2/repository/models/digits-r/load",
+            r#"{"parameters":{"file:1/model.onnx":"***"}}"#,
+            StatusCode::BAD_REQUEST,
+        ),
+        ("/v2/repository/models/..%2Fx/load", "", StatusCode::BAD_REQUEST),
+    ] {
+        let (got, _, json) = send(authorized("POST", uri, None, body.as_bytes().to_vec())).await;
+        assert_eq!(got, status, "{uri} {body}: {json}");
+    }
+    let (status, _, json) = send(authorized("DELETE", "/admin/models/digits-r", None, Vec::new())).await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    assert!(index("").await.is_none(), "deleted");
+    let (status, _, _) = send(authorized("DELETE", "/admin/models/digits-r", None, Vec::new())).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }

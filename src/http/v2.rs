@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use std::time::Instant;
 
 /// The one version every model has.
-const VERSION: &str = "1";
+pub(super) const VERSION: &str = "1";
 
 pub fn router() -> Router<HttpState> {
     Router::new()

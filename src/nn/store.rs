@@ -121,33 +121,77 @@ impl ModelStore {
     /// Adds a model from one ONNX file under `key`: a shared model (`edgenn run --model`) or a
     /// model bundled with an app deployment.
     pub fn register_file(&self, key: ModelKey, manifest: ModelManifest, onnx_path: PathBuf) -> Result<(), NnError> {
+        let entry = self.new_entry(manifest, onnx_path)?;
+        self.swap_in(key, entry);
+        Ok(())
+    }
+
+    /// Adds (or replaces) the shared model in `dir` only once it loads on its default backend:
+    /// until then the model of that name, if any, serves on unchanged; then the new one takes
+    /// its place at once, already loaded. Requests in flight finish on the graph they hold.
+    pub fn install_dir(&self, dir: &Path) -> Result<ModelManifest, NnError> {
+        let manifest = ModelManifest::from_dir(dir)?;
+        self.install_file(manifest.clone(), dir.join(&manifest.file))?;
+        Ok(manifest)
+    }
+
+    /// Like [`ModelStore::install_dir`] for a shared model given as a manifest and a file.
+    pub fn install_file(&self, manifest: ModelManifest, onnx_path: PathBuf) -> Result<(), NnError> {
+        let key = ModelKey::shared(&manifest.name);
+        let entry = self.new_entry(manifest, onnx_path)?;
+        let backend = entry.manifest.backend;
+        if let Err(why) = self.backends.get(backend) {
+            return Err(NnError::BackendUnavailable(backend, why));
+        }
+        // Loaded under the new entry's generation, which no request can name yet.
+        self.cache
+            .try_get_with(Self::graph_key(&key, &entry, backend), || self.load(&key, &entry, backend))
+            .map_err(|source| NnError::Load { model: key.to_string(), backend, source })?;
+        self.swap_in(key, entry);
+        Ok(())
+    }
+
+    fn new_entry(&self, manifest: ModelManifest, onnx_path: PathBuf) -> Result<CatalogEntry, NnError> {
         let size_bytes = std::fs::metadata(&onnx_path)
             .map_err(|source| NnError::Unreadable { name: manifest.name.clone(), path: onnx_path.clone(), source })?
             .len();
-        let entry = CatalogEntry {
+        Ok(CatalogEntry {
             manifest,
             onnx_path,
             size_bytes,
             generation: self.next_generation.fetch_add(1, Ordering::Relaxed),
-        };
-        self.catalog.write().unwrap_or_else(PoisonError::into_inner).insert(key, Arc::new(entry));
-        Ok(())
+        })
     }
 
-    /// Forgets models (bundled ones, when their app version is gone) and drops their graphs.
+    /// Makes `entry` the model of `key` and drops the graphs of the one it replaces.
+    fn swap_in(&self, key: ModelKey, entry: CatalogEntry) {
+        let replaced =
+            self.catalog.write().unwrap_or_else(PoisonError::into_inner).insert(key.clone(), Arc::new(entry));
+        if let Some(old) = replaced {
+            self.invalidate(&key, &old);
+        }
+    }
+
+    fn invalidate(&self, key: &ModelKey, entry: &CatalogEntry) {
+        for backend in BackendKind::ALL {
+            self.cache.invalidate(&Self::graph_key(key, entry, backend));
+        }
+    }
+
+    /// Forgets models (bundled ones, when their app version is gone; shared ones taken out of
+    /// service) and drops their graphs.
     pub fn unregister(&self, keys: &[ModelKey]) {
         let mut catalog = self.catalog.write().unwrap_or_else(PoisonError::into_inner);
         for key in keys {
             if let Some(entry) = catalog.remove(key) {
-                for backend in BackendKind::ALL {
-                    self.cache.invalidate(&Self::graph_key(key, &entry, backend));
-                }
+                self.invalidate(key, &entry);
             }
         }
     }
 
-    /// Registers every sub-directory of `root` that holds a `model.toml`.
-    pub fn register_all(&self, root: &Path) -> Result<Vec<String>, NnError> {
+    /// Registers every sub-directory of `root` that holds a `model.toml`: their names and
+    /// directories.
+    pub fn register_all(&self, root: &Path) -> Result<Vec<(String, PathBuf)>, NnError> {
         let read_error = |e: std::io::Error| ManifestError::Read { path: root.to_path_buf(), source: e };
         let mut dirs: Vec<PathBuf> = std::fs::read_dir(root)
             .map_err(read_error)?
@@ -155,12 +199,17 @@ impl ModelStore {
             .filter(|path| path.join(manifest::MANIFEST_FILE).is_file())
             .collect();
         dirs.sort();
-        dirs.iter().map(|dir| self.register_dir(dir).map(|m| m.name)).collect()
+        dirs.into_iter().map(|dir| self.register_dir(&dir).map(|m| (m.name, dir))).collect()
     }
 
     /// Whether a shared model of this name exists.
     pub fn has_shared(&self, name: &str) -> bool {
         self.entry(&ModelKey::shared(name)).is_some()
+    }
+
+    /// The manifest of a shared model.
+    pub fn shared_manifest(&self, name: &str) -> Option<ModelManifest> {
+        self.entry(&ModelKey::shared(name)).map(|entry| entry.manifest.clone())
     }
 
     fn entry(&self, key: &ModelKey) -> Option<Arc<CatalogEntry>> {

@@ -1,9 +1,11 @@
-//! Deployed apps on disk, so they come back after a restart.
+//! Deployed apps and models added over HTTP on disk, so they come back after a restart: one
+//! [`VersionStore`] per kind (`apps`, `models`) in the data directory.
 //!
 //! ```text
-//! <data>/staging/<id>/              an upload being written
-//! <data>/apps/<name>/<version>/     one deployed version: edgenn.toml, app.wasm, bundled files
-//! <data>/apps/<name>/current        symlink -> <version>, swapped with an atomic rename
+//! <data>/staging/<kind>/<id>/        an upload being written
+//! <data>/<kind>/<name>/<version>/    one deployed version: for an app edgenn.toml, app.wasm and
+//!                                    its bundled files; for a model model.toml and its files
+//! <data>/<kind>/<name>/current       symlink -> <version>, swapped with an atomic rename
 //! ```
 //!
 //! A deploy writes and validates a new version directory, then renames a fresh symlink over
@@ -15,8 +17,8 @@
 //! every rename, create and delete, so `current` never names files the kernel had not yet
 //! written. Writers of a staged directory need not flush anything themselves.
 //!
-//! Every method that takes an app name refuses one that is not a single, valid path component
-//! (see [`app_component`]): the store never touches a path outside its own directory, whoever
+//! Every method that takes a name refuses one that is not a single, valid path component (see
+//! [`name_component`]): the store never touches a path outside its own directory, whoever
 //! calls it.
 
 use crate::nn::manifest::is_valid_name;
@@ -27,32 +29,35 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 const CURRENT: &str = "current";
 
-pub struct AppStore {
+/// The versions of one kind of thing (`apps`, `models`) in a data directory.
+pub struct VersionStore {
+    /// `<data>/<kind>`.
     root: PathBuf,
+    /// `<data>/staging/<kind>`.
+    staging: PathBuf,
     sequence: AtomicU64,
 }
 
-impl AppStore {
-    /// Opens (creating) the data directory and removes what an interrupted deploy left.
-    pub fn open(root: &Path) -> io::Result<Self> {
-        std::fs::create_dir_all(root.join("apps"))?;
-        let staging = root.join("staging");
+impl VersionStore {
+    /// Opens (creating) `<data>/<kind>` and removes what an interrupted deploy left.
+    pub fn open(data: &Path, kind: &str) -> io::Result<Self> {
+        let root = data.join(name_component(kind)?);
+        std::fs::create_dir_all(&root)?;
+        let staging = data.join("staging").join(kind);
         if staging.exists() {
             std::fs::remove_dir_all(&staging)?;
         }
         std::fs::create_dir_all(&staging)?;
-        let store = Self { root: root.to_path_buf(), sequence: AtomicU64::new(0) };
-        for app in store.app_dirs()? {
-            store.remove_stale_versions(&app)?;
+        let store = Self { root, staging, sequence: AtomicU64::new(0) };
+        for dir in store.named_dirs()? {
+            store.remove_stale_versions(&dir)?;
         }
         Ok(store)
     }
 
-    fn app_dirs(&self) -> io::Result<Vec<PathBuf>> {
-        let mut dirs: Vec<PathBuf> = std::fs::read_dir(self.root.join("apps"))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_dir())
-            .collect();
+    fn named_dirs(&self) -> io::Result<Vec<PathBuf>> {
+        let mut dirs: Vec<PathBuf> =
+            std::fs::read_dir(&self.root)?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_dir()).collect();
         dirs.sort();
         Ok(dirs)
     }
@@ -63,14 +68,14 @@ impl AppStore {
         format!("v{millis}-{}-{}", std::process::id(), self.sequence.fetch_add(1, Ordering::Relaxed))
     }
 
-    /// `<data>/apps/<name>`, for a name that is one valid path component.
-    fn app_dir(&self, name: &str) -> io::Result<PathBuf> {
-        Ok(self.root.join("apps").join(app_component(name)?))
+    /// `<data>/<kind>/<name>`, for a name that is one valid path component.
+    fn named_dir(&self, name: &str) -> io::Result<PathBuf> {
+        Ok(self.root.join(name_component(name)?))
     }
 
     /// A new empty staging directory for an upload.
     pub fn stage(&self) -> io::Result<PathBuf> {
-        let dir = self.root.join("staging").join(self.unique());
+        let dir = self.staging.join(self.unique());
         std::fs::create_dir_all(&dir)?;
         Ok(dir)
     }
@@ -78,10 +83,10 @@ impl AppStore {
     /// Moves a complete staging directory to a new version of `name` (not yet current), after
     /// flushing everything in it to disk.
     pub fn add_version(&self, name: &str, staged: &Path) -> io::Result<PathBuf> {
-        let app = self.app_dir(name)?;
+        let app = self.named_dir(name)?;
         if !app.is_dir() {
             std::fs::create_dir_all(&app)?;
-            sync_dir(&self.root.join("apps"))?;
+            sync_dir(&self.root)?;
         }
         sync_tree(staged)?;
         let version = app.join(self.unique());
@@ -95,7 +100,7 @@ impl AppStore {
 
     /// Makes `version` the one that comes back after a restart, then removes older versions.
     pub fn make_current(&self, name: &str, version: &Path) -> io::Result<()> {
-        let app = self.app_dir(name)?;
+        let app = self.named_dir(name)?;
         if version.parent() != Some(app.as_path()) {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "the version is not one of this app's"));
         }
@@ -112,9 +117,9 @@ impl AppStore {
         let _ = std::fs::remove_dir_all(version);
     }
 
-    /// Removes an app; `false` when there was none on disk.
+    /// Removes `name` with all its versions; `false` when there was none on disk.
     pub fn remove(&self, name: &str) -> io::Result<bool> {
-        let app = self.app_dir(name)?;
+        let app = self.named_dir(name)?;
         if !app.exists() {
             return Ok(false);
         }
@@ -126,19 +131,19 @@ impl AppStore {
         }
         sync_dir(&app)?;
         std::fs::remove_dir_all(&app)?;
-        sync_dir(&self.root.join("apps"))?;
+        sync_dir(&self.root)?;
         Ok(true)
     }
 
-    /// The current version directory of every persisted app, with the app name its directory
-    /// gives (a stored manifest must agree with it). Directories whose name is not a valid app
-    /// name are skipped: the store never wrote them.
+    /// The current version directory of every stored name, with the name its directory gives
+    /// (a stored manifest must agree with it). Directories whose name is not a valid name are
+    /// skipped: the store never wrote them.
     pub fn current_versions(&self) -> io::Result<Vec<(String, PathBuf)>> {
         Ok(self
-            .app_dirs()?
+            .named_dirs()?
             .into_iter()
             .filter_map(|app| {
-                let name = app.file_name()?.to_str().filter(|n| app_component(n).is_ok())?.to_string();
+                let name = app.file_name()?.to_str().filter(|n| name_component(n).is_ok())?.to_string();
                 let target = std::fs::read_link(app.join(CURRENT)).ok()?;
                 // `current` is a sibling name; anything else was not written by the store.
                 let target = target.to_str().filter(|t| is_version_name(t))?.to_string();
@@ -150,7 +155,7 @@ impl AppStore {
 
     /// Whether `name` has a version on disk that comes back after a restart.
     pub fn has_current(&self, name: &str) -> io::Result<bool> {
-        Ok(self.app_dir(name)?.join(CURRENT).is_symlink())
+        Ok(self.named_dir(name)?.join(CURRENT).is_symlink())
     }
 
     fn remove_stale_versions(&self, app: &Path) -> io::Result<()> {
@@ -176,15 +181,15 @@ impl AppStore {
     }
 }
 
-/// The app name as one path component: a valid app name (which has no `/`, no leading `.`)
-/// that the OS also parses as exactly one normal component.
-pub fn app_component(name: &str) -> io::Result<&str> {
+/// An app or model name as one path component: a valid name (which has no `/`, no leading
+/// `.`) that the OS also parses as exactly one normal component.
+pub fn name_component(name: &str) -> io::Result<&str> {
     let mut components = Path::new(name).components();
     let single = matches!((components.next(), components.next()), (Some(Component::Normal(_)), None));
     if is_valid_name(name) && single {
         Ok(name)
     } else {
-        Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{name:?} is not a valid app name")))
+        Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{name:?} is not a valid name")))
     }
 }
 
@@ -237,7 +242,7 @@ mod tests {
     #[test]
     fn a_version_is_on_disk_before_it_is_named_and_a_delete_is_durable() {
         let root = scratch("durable");
-        let store = AppStore::open(&root).unwrap();
+        let store = VersionStore::open(&root, "apps").unwrap();
         let staged = store.stage().unwrap();
         std::fs::create_dir_all(staged.join("model")).unwrap();
         std::fs::write(staged.join("model/m.onnx"), b"model").unwrap();
@@ -268,7 +273,7 @@ mod tests {
         dir
     }
 
-    fn write_version(store: &AppStore, name: &str, content: &str) -> PathBuf {
+    fn write_version(store: &VersionStore, name: &str, content: &str) -> PathBuf {
         let staged = store.stage().unwrap();
         std::fs::write(staged.join("edgenn.toml"), content).unwrap();
         store.add_version(name, &staged).unwrap()
@@ -277,13 +282,13 @@ mod tests {
     #[test]
     fn a_version_comes_back_only_once_current() {
         let root = scratch("current");
-        let store = AppStore::open(&root).unwrap();
+        let store = VersionStore::open(&root, "apps").unwrap();
         let v1 = write_version(&store, "app", "one");
         assert!(store.current_versions().unwrap().is_empty(), "not current yet");
         store.make_current("app", &v1).unwrap();
         let v2 = write_version(&store, "app", "two");
         // Killed here: reopening keeps v1 and removes the half-deployed v2.
-        let store = AppStore::open(&root).unwrap();
+        let store = VersionStore::open(&root, "apps").unwrap();
         let current = store.current_versions().unwrap();
         assert_eq!(current.len(), 1);
         assert_eq!(current[0].0, "app");
@@ -303,7 +308,7 @@ mod tests {
     #[test]
     fn names_that_are_not_one_component_never_reach_the_filesystem() {
         let root = scratch("names");
-        let store = AppStore::open(&root).unwrap();
+        let store = VersionStore::open(&root, "apps").unwrap();
         let outside = root.join("outside");
         std::fs::create_dir_all(&outside).unwrap();
         let absolute = outside.display().to_string();
@@ -321,13 +326,30 @@ mod tests {
     #[test]
     fn an_interrupted_first_deploy_leaves_nothing() {
         let root = scratch("first");
-        let store = AppStore::open(&root).unwrap();
+        let store = VersionStore::open(&root, "apps").unwrap();
         let _ = write_version(&store, "new-app", "x");
         let _ = store.stage().unwrap();
-        let store = AppStore::open(&root).unwrap();
+        let store = VersionStore::open(&root, "apps").unwrap();
         assert!(store.current_versions().unwrap().is_empty());
         assert!(!root.join("apps/new-app").exists());
-        assert_eq!(std::fs::read_dir(root.join("staging")).unwrap().count(), 0);
+        assert_eq!(std::fs::read_dir(root.join("staging/apps")).unwrap().count(), 0);
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn kinds_in_one_data_directory_keep_to_their_own() {
+        let root = scratch("kinds");
+        let apps = VersionStore::open(&root, "apps").unwrap();
+        let version = write_version(&apps, "digits", "app");
+        apps.make_current("digits", &version).unwrap();
+        let models = VersionStore::open(&root, "models").unwrap();
+        assert!(models.current_versions().unwrap().is_empty(), "an app is not a model");
+        let staged_model = models.stage().unwrap();
+        // Opening the apps again clears only their own staging.
+        let apps = VersionStore::open(&root, "apps").unwrap();
+        assert!(staged_model.is_dir());
+        assert_eq!(apps.current_versions().unwrap().len(), 1);
+        assert!(VersionStore::open(&root, "../outside").is_err());
         let _ = std::fs::remove_dir_all(&root);
     }
 }

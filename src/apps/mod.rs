@@ -328,7 +328,11 @@ impl Apps {
     }
 
     /// Loads the shared models the apps declare on every available backend, so first requests
-    /// do not pay for it. (Bundled models were loaded when their app was deployed.)
+    /// do not pay for it. (Bundled models were loaded when their app was deployed.) Readiness
+    /// follows, as Triton's strict readiness does: only once every one loaded on its default
+    /// backend, or on another where this gateway lacks that one (another backend failing is
+    /// logged: a model need not run on all of them). A declared model the gateway no longer
+    /// has (removed from the repository) is not waited for.
     pub fn warm_up(&self) {
         let models = self.runtime.models();
         let mut names: Vec<String> = {
@@ -337,14 +341,42 @@ impl Apps {
         };
         names.sort();
         names.dedup();
-        for backend in models.available_backends() {
-            for name in &names {
-                if let Err(error) = models.graph(&ModelKey::shared(name), Some(backend)) {
-                    tracing::warn!(model = %name, %backend, error = %crate::nn::describe(&error), "warm-up failed");
+        names.retain(|name| models.has_shared(name));
+        let mut failed = 0;
+        for name in &names {
+            let key = ModelKey::shared(name);
+            let mut loaded = Vec::new();
+            let default = match models.graph(&key, None) {
+                Ok((_, backend)) => {
+                    loaded.push(backend);
+                    Ok(())
+                }
+                Err(error) => Err(error),
+            };
+            let others: Vec<_> = models.available_backends().into_iter().filter(|b| !loaded.contains(b)).collect();
+            for backend in others {
+                match models.graph(&key, Some(backend)) {
+                    Ok(_) => loaded.push(backend),
+                    Err(error) => {
+                        tracing::warn!(model = %name, %backend, error = %crate::nn::describe(&error), "warm-up failed on one backend")
+                    }
+                }
+            }
+            match default {
+                Ok(()) => {}
+                // Where this gateway lacks the default backend, loading on another one will do.
+                Err(NnError::BackendUnavailable(..)) if !loaded.is_empty() => {}
+                Err(error) => {
+                    failed += 1;
+                    tracing::error!(model = %name, error = %crate::nn::describe(&error), "warm-up failed on the model's default backend");
                 }
             }
         }
-        self.warm.store(true, Ordering::Release);
+        if failed == 0 {
+            self.warm.store(true, Ordering::Release);
+        } else {
+            tracing::error!(failed, "warm-up failed: the gateway does not report ready (/v2/health/ready)");
+        }
     }
 
     /// Takes an app out of service; in-flight requests finish on it.

@@ -575,3 +575,51 @@ async fn the_model_repository_validates_uploads_and_maps_triton_onto_them() {
     let (status, _, _) = send(authorized("DELETE", "/admin/models/digits-r", None, Vec::new())).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn v2_readiness_waits_for_every_declared_model_to_load() {
+    let scratch = std::env::temp_dir().join(format!("edgenn-router-ready-{}", std::process::id()));
+    let broken = scratch.join("models/broken");
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::write(broken.join("model.toml"), "name = \"broken\"\nfile = \"model.onnx\"\nbackend = \"tract\"\n")
+        .unwrap();
+    std::fs::write(broken.join("model.onnx"), b"not an ONNX model").unwrap();
+    let wasm = repo().join("guests/target/wasm32-wasip1/release/echo.wasm");
+    let gateway = |declared: &str| {
+        let manifest = crate::apps::AppManifest::parse(&format!(
+            "name = \"uses\"\nwasm = \"{}\"\nmodels = [\"{declared}\"]\n",
+            wasm.display()
+        ))
+        .unwrap();
+        let config = GatewayConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            models: ModelsConfig {
+                roots: vec![repo().join("models"), scratch.join("models")],
+                files: Vec::new(),
+                ort_library: None,
+                ort: OrtOptions::default(),
+                cache_bytes: 256 << 20,
+                warm_up: true,
+            },
+            apps: AppsConfig { dirs: Vec::new(), manifests: vec![(manifest, scratch.clone())] },
+            runtime: RuntimeConfig { max_instances: 4, ..RuntimeConfig::default() },
+            http: HttpLimits::default(),
+            web_demo: None,
+            admin: None,
+        };
+        Gateway::build(&config).expect("the gateway builds")
+    };
+    let ready = |gateway: &Gateway| {
+        let router = gateway.router();
+        async move { router.oneshot(get("/v2/health/ready")).await.unwrap().status() }
+    };
+    // wordlm's default backend, ONNX Runtime, is not in this gateway: tract will do.
+    let fine = gateway("wordlm");
+    assert_eq!(ready(&fine).await, StatusCode::SERVICE_UNAVAILABLE, "not before the warm-up");
+    fine.apps.warm_up();
+    assert_eq!(ready(&fine).await, StatusCode::OK);
+    let failing = gateway("broken");
+    failing.apps.warm_up();
+    assert_eq!(ready(&failing).await, StatusCode::SERVICE_UNAVAILABLE, "a declared model did not load");
+    let _ = std::fs::remove_dir_all(&scratch);
+}

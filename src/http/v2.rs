@@ -52,8 +52,9 @@ async fn live() -> Json<Value> {
     Json(json!({ "live": true }))
 }
 
-/// Ready once the models marked for warm-up are loaded.
-#[utoipa::path(get, path = "/v2/health/ready", tag = "v2", responses((status = 200, description = "The models marked for warm-up are loaded", body = serde_json::Value), (status = 503, description = "Still warming up", body = serde_json::Value)))]
+/// Ready once the models marked for warm-up are loaded, each on its default backend (see
+/// [`crate::apps::Apps::warm_up`]).
+#[utoipa::path(get, path = "/v2/health/ready", tag = "v2", responses((status = 200, description = "The models marked for warm-up are loaded", body = serde_json::Value), (status = 503, description = "Still warming up, or a model failed to load", body = serde_json::Value)))]
 async fn server_ready(State(state): State<HttpState>) -> Response {
     let ready = state.apps.is_warm();
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };

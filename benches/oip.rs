@@ -1,8 +1,10 @@
 //! (j) The Open Inference Protocol: `POST /v2/models/efficientnet-lite0/infer` with one FP32
 //! image tensor, binary (the binary tensor data extension, as `tritonclient` sends it) and
 //! JSON, at 1 and 8 clients over HTTP on loopback, against ONNX Runtime called directly on the
-//! same tensor in this process (same library, same session options as the gateway's): the
-//! protocol's share of the time at 1 client is `1 - direct p50 / v2 p50` (goal <= 5 %).
+//! same tensor in this process (same library, same session options as the gateway's), one
+//! request and one direct run in turn: the protocol's share of the time at 1 client is
+//! `1 - direct p50 / v2 p50` (goal <= 5 %). The gateway's `server-timing` says where the
+//! rest goes.
 //!
 //! Run: `cargo bench --bench oip` (after `scripts/setup.sh`). `EDGENN_BENCH_SECONDS` sets the
 //! duration of each HTTP run (default 10).
@@ -53,6 +55,46 @@ fn direct(graph: &dyn LoadedGraph, image: &[f32], runs: usize) -> Vec<f64> {
         .collect()
 }
 
+/// One client, side by side: for `duration`, one request over HTTP, then ONNX Runtime directly
+/// on the same tensor, in turn, so both see the same machine (it is shared and its speed drifts
+/// by the second). Returns the HTTP latencies, the direct ones, and the medians of each answer's
+/// `server-timing` stages (the gateway's own account: read, queue, decode, infer, encode), in ms.
+fn side_by_side(
+    gateway: &Gateway,
+    graph: &dyn LoadedGraph,
+    image: &[f32],
+    request: (&str, &[(&str, &str)], &[u8]),
+    duration: Duration,
+) -> (Vec<f64>, Vec<f64>, Vec<(String, f64)>) {
+    let (path, headers, body) = request;
+    let agent = common::agent();
+    let (mut http, mut direct_times) = (Vec::new(), Vec::new());
+    let mut stages: Vec<(String, Vec<f64>)> = Vec::new();
+    let started = Instant::now();
+    while started.elapsed() < duration {
+        let sent = Instant::now();
+        let mut request = agent.post(&gateway.url(path));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let mut response = request.send(body).expect("an answer");
+        assert_eq!(response.status(), 200);
+        let _ = response.body_mut().read_to_vec().expect("a body");
+        http.push(sent.elapsed().as_secs_f64() * 1e3);
+        let timing = response.headers()["server-timing"].to_str().expect("text").to_string();
+        for part in timing.split(", ") {
+            let Some((name, Ok(ms))) = part.split_once(";dur=").map(|(n, v)| (n, v.parse::<f64>())) else { continue };
+            match stages.iter_mut().find(|(seen, _)| seen == name) {
+                Some((_, values)) => values.push(ms),
+                None => stages.push((name.to_string(), vec![ms])),
+            }
+        }
+        direct_times.extend(direct(graph, image, 1));
+    }
+    let stages = stages.into_iter().map(|(name, values)| (name, percentile(&sorted(values), 0.5))).collect();
+    (sorted(http), sorted(direct_times), stages)
+}
+
 fn sorted(mut values: Vec<f64>) -> Vec<f64> {
     values.sort_by(f64::total_cmp);
     values
@@ -98,19 +140,13 @@ fn main() {
         options.intra_threads
     );
     let _ = direct(&graph, &image, 20);
+    let mut accounts = Vec::new();
     println!("| input | clients | requests | p50 ms | p99 ms | req/s | direct p50 ms | protocol share at p50 |");
     println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
     for (name, headers, body) in [("binary", &binary_headers[..], &binary), ("JSON", &json_headers[..], &json)] {
-        // One client: ten slices of HTTP, each followed by 30 direct runs, so both see the same
-        // machine (it is shared and its speed drifts).
-        let (mut latencies, mut direct_times, mut requests_per_second) = (Vec::new(), Vec::new(), 0.0);
-        for _ in 0..10 {
-            let (slice, throughput) = common::load_with_headers(&gateway, path, headers, body, 1, duration / 10);
-            latencies.extend(slice);
-            requests_per_second += throughput / 10.0;
-            direct_times.extend(direct(&graph, &image, 30));
-        }
-        let (latencies, direct_times) = (sorted(latencies), sorted(direct_times));
+        let (latencies, direct_times, stages) = side_by_side(&gateway, &graph, &image, (path, headers, body), duration);
+        // What one client gets back to back: the requests are interleaved with direct runs.
+        let requests_per_second = latencies.len() as f64 / (latencies.iter().sum::<f64>() / 1e3);
         let (p50, direct_p50) = (percentile(&latencies, 0.5), percentile(&direct_times, 0.5));
         println!(
             "| {name} | 1 | {} | {p50:.2} | {:.2} | {requests_per_second:.1} | {direct_p50:.2} | {:.1} % |",
@@ -118,6 +154,7 @@ fn main() {
             percentile(&latencies, 0.99),
             100.0 * (1.0 - direct_p50 / p50)
         );
+        accounts.push((name, stages));
         let (latencies, throughput) = common::load_with_headers(&gateway, path, headers, body, 8, duration);
         println!(
             "| {name} | 8 | {} | {:.2} | {:.2} | {throughput:.1} | - | - |",
@@ -125,5 +162,11 @@ fn main() {
             percentile(&latencies, 0.5),
             percentile(&latencies, 0.99)
         );
+    }
+    println!();
+    println!("Where a request's time goes at 1 client: medians in ms of the gateway's `server-timing` stages");
+    for (name, stages) in accounts {
+        let text: Vec<String> = stages.iter().map(|(stage, ms)| format!("{stage} {ms:.3}")).collect();
+        println!("- {name}: {}", text.join(", "));
     }
 }

@@ -270,6 +270,15 @@ async fn v2_infer_answers_json_and_binary_alike_and_as_the_backend_does() {
     assert_eq!(answer["outputs"][0]["parameters"]["binary_data_size"], 24000);
     let binary: Vec<f32> = bytemuck::pod_collect_to_vec(&body[json_length..]);
     assert_eq!(binary, direct);
+    // Where the time went, stage by stage; the inference is most of it.
+    let timing = headers["server-timing"].to_str().unwrap();
+    let stage = |name: &str| -> f64 {
+        let prefix = format!("{name};dur=");
+        let part = timing.split(", ").find_map(|part| part.strip_prefix(&prefix)).unwrap_or_else(|| panic!("{timing}"));
+        part.parse().unwrap()
+    };
+    assert!(["read", "queue", "decode", "encode"].iter().all(|s| stage(s) >= 0.0), "{timing}");
+    assert!(stage("infer") > 0.0, "{timing}");
 
     let metrics = router_metrics(v2_router()).await;
     assert!(metrics.contains("edgenn_v2_infer_requests_total{model=\"wordlm\",status=\"200\"}"), "{metrics}");

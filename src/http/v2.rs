@@ -206,24 +206,43 @@ async fn run_infer(state: &HttpState, model: &str, headers: &HeaderMap, body: Bo
         .await
         .map_err(|_| ApiError::Overloaded)?
         .map_err(|_| ApiError::Overloaded)?;
+    let reading = Instant::now();
     let body = super::read_body(body, limit, state.limits.body_read_timeout).await?;
-    let deadline = Instant::now() + state.limits.infer_deadline;
+    let read = Instant::now();
+    let deadline = read + state.limits.infer_deadline;
     let store = state.apps.runtime().models().clone();
     let name = model.to_string();
-    let answer = tokio::task::spawn_blocking(move || -> Result<(Bytes, Option<usize>), OipError> {
+    let answer = tokio::task::spawn_blocking(move || -> Result<(Bytes, Option<usize>, String), OipError> {
         // Held until the inference ends, even if the client has gone.
         let _turn = turn;
+        let started = Instant::now();
         let request = oip::decode(&body, header_length)?;
+        let decoded = Instant::now();
         let id = request.id.clone();
         let outputs = oip::infer(&store, &name, &request, deadline)?;
+        let inferred = Instant::now();
         let (body, json_length) = oip::encode(&name, id, outputs);
-        Ok((Bytes::from(body), json_length))
+        let ms = |from: Instant, to: Instant| (to - from).as_secs_f64() * 1e3;
+        let timing = format!(
+            "read;dur={:.3}, queue;dur={:.3}, decode;dur={:.3}, infer;dur={:.3}, encode;dur={:.3}",
+            ms(reading, read),
+            ms(read, started),
+            ms(started, decoded),
+            ms(decoded, inferred),
+            ms(inferred, Instant::now())
+        );
+        Ok((Bytes::from(body), json_length, timing))
     })
     .await
     .map_err(|_| ApiError::Call(crate::apps::CallError::Panicked))?;
-    let (body, json_length) = answer?;
+    let (body, json_length, timing) = answer?;
     let mut response = Response::new(Body::from(body));
     let response_headers = response.headers_mut();
+    // Where the time went, as the apps' answers say it: reading the body, waiting for a
+    // blocking thread, decoding, the inference (inputs, compute, outputs), encoding.
+    if let Ok(value) = HeaderValue::from_str(&timing) {
+        response_headers.insert(header::HeaderName::from_static("server-timing"), value);
+    }
     match json_length {
         Some(length) => {
             response_headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));

@@ -6,8 +6,9 @@
 //! [`nn::backend`]; an Open Inference Protocol request (`/v2`) goes [`http`] -> [`oip`] ->
 //! [`nn`]. Changes to the shared models (the admin API's `/admin/models`, Triton's
 //! `/v2/repository`) go [`http`] -> [`repository`] -> [`nn`]; deployed apps and uploaded models
-//! are kept on disk by [`persist`]. [`gateway`] wires them together; [`commands`] are the
-//! command line.
+//! are kept on disk by [`persist`]; [`oci`] packs apps and models as OCI artifacts and moves
+//! them to and from registries. [`gateway`] wires them together; [`commands`] are the command
+//! line.
 
 pub mod apps;
 pub mod commands;
@@ -15,6 +16,7 @@ pub mod gateway;
 pub mod http;
 pub mod metrics;
 pub mod nn;
+pub mod oci;
 pub mod oip;
 pub mod persist;
 pub mod repository;

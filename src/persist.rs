@@ -193,6 +193,18 @@ pub fn name_component(name: &str) -> io::Result<&str> {
     }
 }
 
+/// A file name from outside (an upload's part, an artifact layer's title) as the relative path
+/// of normal components it is stored under (`./a//b` is `a/b`), or `None` when it would leave
+/// its directory, is hidden, or is one of `reserved` (files the gateway writes itself).
+pub fn stored_file_path(file_name: &str, reserved: &[&str]) -> Option<PathBuf> {
+    let path = Path::new(file_name);
+    let inside = path.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+    let normal: PathBuf = path.components().filter(|c| matches!(c, Component::Normal(_))).collect();
+    let reserved = reserved.iter().any(|r| normal == Path::new(r));
+    let hidden = normal.components().any(|c| c.as_os_str().to_string_lossy().starts_with('.'));
+    (inside && !normal.as_os_str().is_empty() && !reserved && !hidden).then_some(normal)
+}
+
 /// A version or symlink target as the store names them (`v<millis>-<pid>-<n>`).
 fn is_version_name(name: &str) -> bool {
     !name.is_empty() && !name.starts_with('.') && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')

@@ -1,11 +1,12 @@
-//! The command line: `edgenn serve`, `run`, `deploy`, `model`, `new` and `componentize`, one
-//! file each, with what they share (the options of a serving gateway) here.
+//! The command line: `edgenn serve`, `run`, `deploy`, `model`, `push`/`pull`, `new` and
+//! `componentize`, one file each, with what they share (the options of a serving gateway) here.
 
 pub mod client;
 pub mod componentize;
 pub mod deploy;
 pub mod model;
 pub mod new;
+pub mod push;
 pub mod run;
 pub mod serve;
 pub mod template;
@@ -40,6 +41,10 @@ enum Command {
     Deploy(deploy::DeployArgs),
     /// Manage the shared models of a running gateway (`edgenn model push ./models/x`).
     Model(model::ModelArgs),
+    /// Push an app or model folder to an OCI registry, as a content-addressed artifact.
+    Push(push::PushArgs),
+    /// Pull an app or model from an OCI registry into a folder (every blob checked by digest).
+    Pull(push::PullArgs),
     /// Create a new app from the template.
     New(new::NewArgs),
     /// Turn a wasm32-wasip1 module with wit-bindgen exports into a wasi:http/proxy component.
@@ -60,6 +65,8 @@ pub async fn main() -> anyhow::Result<()> {
         Command::Run(args) => run::execute(args, &given).await,
         Command::Deploy(args) => deploy::execute(args),
         Command::Model(args) => model::execute(args),
+        Command::Push(args) => push::push(args).await,
+        Command::Pull(args) => push::pull(args).await,
         Command::New(args) => new::execute(args),
         Command::Componentize(args) => componentize::execute(args),
     }

@@ -24,8 +24,8 @@
 use super::error::ErrorBody;
 use super::{ApiError, HttpState};
 use crate::apps::CallError;
-use crate::apps::manifest::{AppManifest, MANIFEST_FILE, STORED_WASM_FILE, is_relative_inside};
-use crate::persist::{VersionStore, name_component};
+use crate::apps::manifest::{AppManifest, MANIFEST_FILE, STORED_WASM_FILE};
+use crate::persist::{VersionStore, name_component, stored_file_path};
 use axum::Json;
 use axum::extract::multipart::{Field, MultipartError, MultipartRejection};
 use axum::extract::{DefaultBodyLimit, Multipart, Path, Request, State};
@@ -36,7 +36,7 @@ use axum::routing::get;
 use axum::{Router, middleware};
 use serde_json::json;
 use std::io::Write;
-use std::path::{Component, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use subtle::ConstantTimeEq;
@@ -191,21 +191,7 @@ pub(super) fn upload_error(what: &str, error: MultipartError, max_bytes: usize) 
 /// A bundled file's name as a relative path of normal components (`./a//b` is `a/b`), or
 /// `None` when it would leave the app directory or is a file the gateway writes itself.
 fn bundled_file_path(file_name: &str) -> Option<PathBuf> {
-    upload_file_path(file_name, &[MANIFEST_FILE, STORED_WASM_FILE])
-}
-
-/// An uploaded file's name as a relative path of normal components (`./a//b` is `a/b`), or
-/// `None` when it would leave the upload's directory, is hidden, or is one of `reserved`
-/// (files the gateway writes itself).
-pub(super) fn upload_file_path(file_name: &str, reserved: &[&str]) -> Option<PathBuf> {
-    let path = PathBuf::from(file_name);
-    if !is_relative_inside(&path) {
-        return None;
-    }
-    let normal: PathBuf = path.components().filter(|c| matches!(c, Component::Normal(_))).collect();
-    let reserved = reserved.iter().any(|r| normal == std::path::Path::new(r));
-    let hidden = normal.components().any(|c| c.as_os_str().to_string_lossy().starts_with('.'));
-    (!normal.as_os_str().is_empty() && !reserved && !hidden).then_some(normal)
+    stored_file_path(file_name, &[MANIFEST_FILE, STORED_WASM_FILE])
 }
 
 /// Where the module part is streamed while the upload arrives; renamed to the stored module

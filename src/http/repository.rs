@@ -20,15 +20,13 @@
 //! by the store, file names are normalised and may not be hidden or `model.toml`, which is
 //! written last from the validated manifest.
 
-use super::admin::{
-    MAX_MANIFEST_BYTES, Staged, admin_of, read_manifest_part, upload_error, upload_file_path, write_part,
-};
+use super::admin::{MAX_MANIFEST_BYTES, Staged, admin_of, read_manifest_part, upload_error, write_part};
 use super::error::ErrorBody;
 use super::{ApiError, HttpState};
 use crate::apps::CallError;
 use crate::nn::backend::BackendKind;
 use crate::nn::manifest::{MANIFEST_FILE, ModelManifest};
-use crate::persist::name_component;
+use crate::persist::{name_component, stored_file_path};
 use crate::repository::Installed;
 use axum::Json;
 use axum::Router;
@@ -140,7 +138,7 @@ async fn write_upload(
             }
             "file" => {
                 let given = field.file_name().unwrap_or_default().to_string();
-                let path = upload_file_path(&given, &[MANIFEST_FILE]).ok_or_else(|| {
+                let path = stored_file_path(&given, &[MANIFEST_FILE]).ok_or_else(|| {
                     bad(format!("file name {given:?} must be a relative path inside the model, not {MANIFEST_FILE}"))
                 })?;
                 if files.contains(&path) {
@@ -159,7 +157,7 @@ async fn write_upload(
 /// Checks that the manifest's ONNX file is among the uploaded `files` and writes the manifest,
 /// naming it as stored, into `dir`.
 fn write_manifest(mut manifest: ModelManifest, files: &[PathBuf], dir: &std::path::Path) -> Result<(), ApiError> {
-    let onnx = upload_file_path(&manifest.file.to_string_lossy(), &[MANIFEST_FILE])
+    let onnx = stored_file_path(&manifest.file.to_string_lossy(), &[MANIFEST_FILE])
         .filter(|path| files.contains(path))
         .ok_or_else(|| {
             ApiError::BadRequest(format!("model {:?} needs its file {:?} uploaded", manifest.name, manifest.file))
@@ -287,7 +285,7 @@ fn write_triton_files(
             sent_manifest = Some(String::from_utf8(bytes).map_err(|_| bad(format!("{MANIFEST_FILE} is not UTF-8")))?);
             continue;
         }
-        let path = upload_file_path(given, &[MANIFEST_FILE])
+        let path = stored_file_path(given, &[MANIFEST_FILE])
             .ok_or_else(|| bad(format!("file name {given:?} must be a relative path inside the model")))?;
         if files.contains(&path) {
             return Err(bad(format!("file {path:?} is given twice")));

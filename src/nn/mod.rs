@@ -51,12 +51,17 @@ pub enum NnError {
 }
 
 /// An error with its chain of causes, `outer: inner: innermost`, for the log.
+/// A cause an error already prints in its own message (as some libraries' errors do) is not
+/// repeated.
 pub(crate) fn describe(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
         source = cause.source();
     }
     text

@@ -2,6 +2,7 @@
 //! one [`GatewayConfig`] and served until Ctrl-C or SIGTERM.
 
 use crate::apps::{AppManifest, Apps};
+use crate::fleet::{Fleet, FleetConfig};
 use crate::http::admin::{Admin, UploadLimits};
 use crate::http::{self, HttpLimits};
 use crate::metrics::Metrics;
@@ -30,6 +31,8 @@ pub struct GatewayConfig {
     pub web_demo: Option<PathBuf>,
     /// The admin API and the deployed apps it keeps; `None` disables both.
     pub admin: Option<AdminConfig>,
+    /// A desired state to follow (apps and models by OCI reference).
+    pub fleet: Option<FleetConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -69,6 +72,7 @@ pub struct AdminConfig {
 pub struct Gateway {
     pub apps: Arc<Apps>,
     pub repository: Arc<ModelRepository>,
+    pub fleet: Option<Arc<Fleet>>,
     web_demo: Option<PathBuf>,
     admin: Option<Arc<Admin>>,
     http: HttpLimits,
@@ -157,13 +161,15 @@ impl Gateway {
         if !config.models.warm_up {
             apps.skip_warm_up();
         }
-        Ok(Self { apps, repository, web_demo: config.web_demo.clone(), admin, http: config.http.clone() })
+        let fleet = config.fleet.clone().map(|fleet| Arc::new(Fleet::new(fleet, apps.clone(), repository.clone())));
+        Ok(Self { apps, repository, fleet, web_demo: config.web_demo.clone(), admin, http: config.http.clone() })
     }
 
     pub fn router(&self) -> axum::Router {
         http::router(
             self.apps.clone(),
             self.repository.clone(),
+            self.fleet.clone(),
             self.web_demo.clone(),
             self.admin.clone(),
             self.http.clone(),
@@ -174,6 +180,9 @@ impl Gateway {
 /// Builds the gateway and serves until Ctrl-C or SIGTERM.
 pub async fn serve(config: GatewayConfig) -> anyhow::Result<()> {
     let gateway = Gateway::build(&config)?;
+    if let Some(fleet) = &gateway.fleet {
+        tokio::spawn(fleet.clone().run());
+    }
     if config.models.warm_up {
         let apps = gateway.apps.clone();
         tokio::task::spawn_blocking(move || apps.warm_up());

@@ -7,11 +7,13 @@
 //! [`nn`]. Changes to the shared models (the admin API's `/admin/models`, Triton's
 //! `/v2/repository`) go [`http`] -> [`repository`] -> [`nn`]; deployed apps and uploaded models
 //! are kept on disk by [`persist`]; [`oci`] packs apps and models as OCI artifacts and moves
-//! them to and from registries. [`gateway`] wires them together; [`commands`] are the command
+//! them to and from registries, and [`fleet`] keeps a gateway at the desired state a file lists
+//! by reference. [`gateway`] wires them together; [`commands`] are the command
 //! line.
 
 pub mod apps;
 pub mod commands;
+pub mod fleet;
 pub mod gateway;
 pub mod http;
 pub mod metrics;

@@ -50,6 +50,10 @@ pub struct Metrics {
     pub traps: Counter,
     pub deploys: Counter,
     pub failed_deploys: Counter,
+    pub fleet_converged: Gauge<u64, AtomicU64>,
+    pub fleet_registry_reachable: Gauge<u64, AtomicU64>,
+    pub fleet_pulls: Counter,
+    pub fleet_pull_failures: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -87,6 +91,10 @@ impl Metrics {
             traps: Counter::default(),
             deploys: Counter::default(),
             failed_deploys: Counter::default(),
+            fleet_converged: Gauge::default(),
+            fleet_registry_reachable: Gauge::default(),
+            fleet_pulls: Counter::default(),
+            fleet_pull_failures: Counter::default(),
             registry: Registry::default(),
         };
         registry.register("http_requests", "HTTP requests served by apps, by app and status", metrics.requests.clone());
@@ -138,6 +146,26 @@ impl Metrics {
         registry.register("guest_traps", "Guests that trapped or exited without a response", metrics.traps.clone());
         registry.register("app_deploys", "Apps deployed or replaced", metrics.deploys.clone());
         registry.register("app_failed_deploys", "Deploys refused by validation", metrics.failed_deploys.clone());
+        registry.register(
+            "fleet_converged",
+            "1 when the fleet's desired state is what the gateway serves",
+            metrics.fleet_converged.clone(),
+        );
+        registry.register(
+            "fleet_registry_reachable",
+            "1 when the last fleet pass reached the registry for every reference (0: serving from the cache)",
+            metrics.fleet_registry_reachable.clone(),
+        );
+        registry.register(
+            "fleet_pulls",
+            "Artifacts pulled from a registry into the fleet cache",
+            metrics.fleet_pulls.clone(),
+        );
+        registry.register(
+            "fleet_pull_failures",
+            "Fleet references that could not be served at their digest (registry unreachable, digest mismatch, refused)",
+            metrics.fleet_pull_failures.clone(),
+        );
         Self { registry, ..metrics }
     }
 

@@ -74,6 +74,8 @@ enum Origin {
         version: PathBuf,
         shadows: Option<Source>,
     },
+    /// A folder the fleet pulled from a registry (its cache keeps it).
+    Pulled(PathBuf),
 }
 
 impl Origin {
@@ -82,6 +84,7 @@ impl Origin {
             Origin::ReadOnly(Source::Directory(_)) => "directory",
             Origin::ReadOnly(Source::File { .. }) => "file",
             Origin::Uploaded { .. } => "uploaded",
+            Origin::Pulled(_) => "fleet",
         }
     }
 }
@@ -198,6 +201,7 @@ impl ModelRepository {
         match &self.known().get(name)?.origin {
             Origin::ReadOnly(source) => Some(source.clone()),
             Origin::Uploaded { shadows, .. } => shadows.clone(),
+            Origin::Pulled(_) => None,
         }
     }
 
@@ -269,6 +273,30 @@ impl ModelRepository {
         Ok(())
     }
 
+    /// Adds or replaces a model with the folder the fleet pulled (`dir`, in its cache), loaded
+    /// first as an upload is; not stored in the data directory. Blocking.
+    pub fn install_pulled(&self, dir: &Path) -> Result<ModelManifest, RepositoryError> {
+        let _changing = self.changing.lock().unwrap_or_else(PoisonError::into_inner);
+        let manifest = self
+            .models
+            .install_dir(dir)
+            .map_err(|source| RepositoryError::Refused { name: dir.display().to_string(), source })?;
+        let origin = Origin::Pulled(dir.to_path_buf());
+        self.set(&manifest.name, Some(Known { origin, unavailable: None }));
+        tracing::info!(model = %manifest.name, dir = %dir.display(), "model installed from the fleet");
+        Ok(manifest)
+    }
+
+    /// Takes a model the fleet installed out of service, when the fleet no longer lists it.
+    pub fn remove_pulled(&self, name: &str) {
+        let _changing = self.changing.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.known().get(name).is_some_and(|known| matches!(known.origin, Origin::Pulled(_))) {
+            self.models.unregister(&[ModelKey::shared(name)]);
+            self.set(name, None);
+            tracing::info!(model = %name, "model removed: the fleet no longer lists it");
+        }
+    }
+
     /// Takes a model out of service, keeping its files (Triton's `unload`).
     pub fn unload(&self, name: &str) -> Result<(), RepositoryError> {
         let _changing = self.changing.lock().unwrap_or_else(PoisonError::into_inner);
@@ -293,9 +321,9 @@ impl ModelRepository {
             self.models.graph(&ModelKey::shared(name), None).map(|_| ()).map_err(refused)
         } else {
             match &known.origin {
-                Origin::ReadOnly(Source::Directory(dir)) | Origin::Uploaded { version: dir, .. } => {
-                    self.install_checked(name, dir).map(|_| ())
-                }
+                Origin::ReadOnly(Source::Directory(dir))
+                | Origin::Uploaded { version: dir, .. }
+                | Origin::Pulled(dir) => self.install_checked(name, dir).map(|_| ()),
                 Origin::ReadOnly(Source::File { manifest, path }) => {
                     self.models.install_file(manifest.clone(), path.clone()).map_err(refused)
                 }

@@ -1,68 +1,18 @@
-//! Apps and models as OCI artifacts in a real registry: Debian's docker-registry (the CNCF
-//! distribution registry, installed by `scripts/registry.sh`) on a loopback port with its own
-//! storage. `edgenn push` publishes reproducible, content-addressed artifacts; `edgenn pull`
-//! gives back the same folder, which a gateway serves; a blob tampered with in the registry's
-//! storage fails the pull and writes nothing.
+//! Apps and models as OCI artifacts in a real registry (see `common::registry`): `edgenn push`
+//! publishes reproducible, content-addressed artifacts; `edgenn pull` gives back the same
+//! folder, which a gateway serves; a blob tampered with in the registry's storage fails the
+//! pull and writes nothing.
 
 mod common;
+use common::registry::Registry;
 use common::*;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-struct Registry {
-    address: String,
-    storage: PathBuf,
-    child: Child,
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn scratch(name: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("registry-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-/// Starts docker-registry on a free loopback port with `root` as its storage, and waits until
-/// it answers `/v2/`.
-fn registry(root: &Path) -> Registry {
-    let installed = Command::new("bash").arg(repo().join("scripts/registry.sh")).output().expect("runs bash");
-    assert!(installed.status.success(), "scripts/registry.sh failed: {}", String::from_utf8_lossy(&installed.stderr));
-    let binary = String::from_utf8(installed.stdout).unwrap().trim().to_string();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let address = format!("127.0.0.1:{port}");
-    let storage = root.join("storage");
-    let config = root.join("registry.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {address}\n",
-            storage.display()
-        ),
-    )
-    .unwrap();
-    let child = Command::new(binary)
-        .arg("serve")
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("docker-registry starts");
-    let registry = Registry { address, storage, child };
-    let started = Instant::now();
-    let answers = || agent().get(&format!("http://{}/v2/", registry.address)).call().is_ok_and(|r| r.status() == 200);
-    while !answers() {
-        assert!(started.elapsed() < Duration::from_secs(30), "the registry never answered");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    registry
 }
 
 /// `edgenn ARGS`, which must succeed, and its JSON answer.
@@ -92,7 +42,7 @@ fn files_of(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 #[test]
 fn apps_and_models_go_through_a_registry_and_come_back_verified() {
     let root = scratch("roundtrip");
-    let registry = registry(&root);
+    let registry = Registry::start(&root.join("registry"));
     let app_ref = format!("{}/apps/digits:1", registry.address);
     let model_ref = format!("{}/models/wordlm:1", registry.address);
 
@@ -133,8 +83,7 @@ fn apps_and_models_go_through_a_registry_and_come_back_verified() {
 
     // A blob changed in the registry's storage: the pull fails on its digest, writing nothing.
     let onnx = std::fs::read(repo().join("guests/digits/model/digits.onnx")).unwrap();
-    let hex = edgenn::oci::sha256_digest(&onnx).trim_start_matches("sha256:").to_string();
-    let blob = registry.storage.join(format!("docker/registry/v2/blobs/sha256/{}/{hex}/data", &hex[..2]));
+    let blob = registry.blob(&edgenn::oci::sha256_digest(&onnx));
     assert!(blob.is_file(), "{} is where the registry keeps the model", blob.display());
     let mut tampered = onnx.clone();
     tampered[onnx.len() / 2] ^= 0xff;

@@ -192,6 +192,7 @@ impl EngineArgs {
             },
             web_demo: None,
             admin: None,
+            fleet: None,
         })
     }
 }

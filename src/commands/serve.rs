@@ -3,6 +3,7 @@
 
 use super::{EngineArgs, Given};
 use crate::apps::manifest::MANIFEST_FILE;
+use crate::fleet::FleetConfig;
 use crate::gateway::{AdminConfig, serve};
 use crate::http::admin::UploadLimits;
 use anyhow::bail;
@@ -30,6 +31,16 @@ pub struct ServeArgs {
     /// Serve no demo page.
     #[arg(long, env = "EDGENN_NO_WEB_DEMO", conflicts_with = "web_demo")]
     no_web_demo: bool,
+    /// Follow a desired state: a TOML file listing `apps` and `models` by OCI reference, read
+    /// again every --fleet-poll-ms (see DESIGN.md).
+    #[arg(long, env = "EDGENN_FLEET")]
+    fleet: Option<PathBuf>,
+    /// Where the fleet keeps what it pulled, by digest, to serve it again offline.
+    #[arg(long, env = "EDGENN_FLEET_CACHE", default_value = ".edgenn/fleet-cache")]
+    fleet_cache: PathBuf,
+    /// How often the fleet file is read again and its references resolved, in ms.
+    #[arg(long, env = "EDGENN_FLEET_POLL_MS", default_value_t = 2000)]
+    fleet_poll_ms: u64,
 }
 
 pub async fn execute(args: ServeArgs, given: &Given<'_>) -> anyhow::Result<()> {
@@ -42,6 +53,9 @@ pub async fn execute(args: ServeArgs, given: &Given<'_>) -> anyhow::Result<()> {
     if !args.no_web_demo && given.explicitly("web_demo") && !web_demo_present {
         bail!("--web-demo {}: no index.html there", args.web_demo.display());
     }
+    if let Some(file) = &args.fleet {
+        crate::fleet::check_file(file).map_err(|e| anyhow::anyhow!("--fleet: {e}"))?;
+    }
     let mut config = args.engine.gateway_config(given)?;
     config.apps.dirs = args.app_dirs.into_iter().filter(|dir| dir.join(MANIFEST_FILE).is_file()).collect();
     if !args.no_web_demo && web_demo_present {
@@ -51,6 +65,11 @@ pub async fn execute(args: ServeArgs, given: &Given<'_>) -> anyhow::Result<()> {
         data_dir: args.data_dir,
         token: args.admin_token,
         upload: UploadLimits { max_bytes: args.max_upload_mib << 20, read_timeout: config.http.upload_read_timeout },
+    });
+    config.fleet = args.fleet.map(|file| FleetConfig {
+        file,
+        cache: args.fleet_cache,
+        poll: std::time::Duration::from_millis(args.fleet_poll_ms.max(100)),
     });
     serve(config).await
 }

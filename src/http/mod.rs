@@ -16,6 +16,7 @@ mod tests;
 pub mod v2;
 
 use crate::apps::{App, Apps};
+use crate::fleet::Fleet;
 use crate::metrics::RequestLabels;
 use crate::repository::ModelRepository;
 use crate::runtime::wagi::GuestRequest;
@@ -81,6 +82,8 @@ impl Default for HttpLimits {
 pub struct HttpState {
     pub apps: Arc<Apps>,
     pub repository: Arc<ModelRepository>,
+    /// The desired state the gateway follows, if any: readiness waits for it.
+    pub fleet: Option<Arc<Fleet>>,
     pub admin: Option<Arc<admin::Admin>>,
     pub limits: Arc<HttpLimits>,
     /// Turns for `/v2` inferences ([`HttpLimits::max_infers_in_flight`]).
@@ -106,6 +109,7 @@ struct Gate {
 pub fn router(
     apps: Arc<Apps>,
     repository: Arc<ModelRepository>,
+    fleet: Option<Arc<Fleet>>,
     web_demo: Option<PathBuf>,
     admin: Option<Arc<admin::Admin>>,
     limits: HttpLimits,
@@ -145,6 +149,7 @@ pub fn router(
         .with_state(HttpState {
             apps,
             repository,
+            fleet,
             admin,
             infer_turns: Arc::new(Semaphore::new(limits.max_infers_in_flight.max(1))),
             limits: Arc::new(limits),

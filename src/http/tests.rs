@@ -53,6 +53,7 @@ fn router() -> axum::Router {
                     token: Some("router-test-token".into()),
                     upload: UploadLimits { max_bytes: 1 << 20, read_timeout: std::time::Duration::from_secs(5) },
                 }),
+                fleet: None,
             };
             Gateway::build(&config).expect("the gateway builds")
         })
@@ -160,6 +161,7 @@ fn v2_gateway(http: HttpLimits) -> Gateway {
         http,
         web_demo: None,
         admin: None,
+        fleet: None,
     };
     Gateway::build(&config).expect("the gateway builds")
 }
@@ -615,6 +617,7 @@ async fn v2_readiness_waits_for_every_declared_model_to_load() {
             http: HttpLimits::default(),
             web_demo: None,
             admin: None,
+            fleet: None,
         };
         Gateway::build(&config).expect("the gateway builds")
     };

@@ -53,12 +53,18 @@ async fn live() -> Json<Value> {
 }
 
 /// Ready once the models marked for warm-up are loaded, each on its default backend (see
-/// [`crate::apps::Apps::warm_up`]).
+/// [`crate::apps::Apps::warm_up`]), and the fleet's desired state, if the gateway follows one,
+/// is served.
 #[utoipa::path(get, path = "/v2/health/ready", tag = "v2", responses((status = 200, description = "The models marked for warm-up are loaded", body = serde_json::Value), (status = 503, description = "Still warming up, or a model failed to load", body = serde_json::Value)))]
 async fn server_ready(State(state): State<HttpState>) -> Response {
-    let ready = state.apps.is_warm();
+    let ready = state.apps.is_warm() && state.fleet.as_ref().is_none_or(|fleet| fleet.is_converged());
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(json!({ "ready": ready }))).into_response()
+    let mut body = json!({ "ready": ready });
+    if let Some(fleet) = &state.fleet {
+        body["fleet"] =
+            json!({ "converged": fleet.is_converged(), "registry_reachable": fleet.is_registry_reachable() });
+    }
+    (status, Json(body)).into_response()
 }
 
 fn check_version(model: &str, version: &str) -> Result<(), ApiError> {

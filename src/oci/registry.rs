@@ -94,6 +94,27 @@ fn auth(registry: &str) -> Result<RegistryAuth, RegistryError> {
     })
 }
 
+/// The digest `reference` names now: its own (`...@sha256:...`), or the one its tag points to
+/// in the registry.
+pub async fn resolve(reference: &str) -> Result<String, RegistryError> {
+    let image = parse(reference)?;
+    if let Some(digest) = image.digest() {
+        return Ok(digest.to_string());
+    }
+    let registry = image.resolve_registry().to_string();
+    let auth = auth(&registry)?;
+    client(&image)
+        .fetch_manifest_digest(&image, &auth)
+        .await
+        .map_err(|source| RegistryError::Registry { registry, source })
+}
+
+/// `reference` pinned to `digest`: `REGISTRY/REPOSITORY@DIGEST`.
+pub fn pinned(reference: &str, digest: &str) -> Result<String, RegistryError> {
+    let image = parse(reference)?;
+    Ok(format!("{}/{}@{digest}", image.resolve_registry(), image.repository()))
+}
+
 /// Pushes `artifact` to `reference` and returns where it is, by digest.
 pub async fn push(artifact: &Artifact, reference: &str) -> Result<Located, RegistryError> {
     let image = parse(reference)?;

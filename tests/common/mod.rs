@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod onnx;
+pub mod registry;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

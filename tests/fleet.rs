@@ -1,0 +1,188 @@
+//! A fleet of gateways fed from a real registry (`common::registry`): three gateways follow one
+//! fleet file; a new version pushed and named in the file reaches all of them while clients
+//! keep requesting (no error, no old answer once a gateway has the new one); with the registry
+//! stopped they keep serving and a restarted one comes back from its cache; a tampered blob is
+//! refused and the old version serves on; an app the file no longer lists goes.
+
+mod common;
+use common::registry::Registry;
+use common::*;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// How long a change may take to reach every gateway: a few polls (200 ms) and a deploy.
+const CONVERGENCE_BOUND: Duration = Duration::from_secs(20);
+
+fn scratch() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("fleet-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The echo test program as app `hello` at `/v1/hello`, answering its `version` config.
+fn hello(root: &Path, version: &str) -> PathBuf {
+    let extra = format!("routes = [\"/v1/hello\"]\nmodels = [\"digits\"]\n[config]\nversion = \"{version}\"");
+    app_dir(&root.join(version), "hello", "echo", &extra, &[])
+}
+
+fn push(args: &[&str]) -> String {
+    let (ok, stdout, stderr) = edgenn(args);
+    assert!(ok, "edgenn {args:?} failed:\n{stdout}\n{stderr}");
+    let json: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    json["digest"].as_str().unwrap().to_string()
+}
+
+/// Writes the fleet file as a ConfigMap update does: a whole new file renamed into place.
+fn write_fleet(file: &Path, registry: &Registry, app_tag: Option<&str>) {
+    let apps = app_tag.map(|tag| format!("\"{}/apps/hello:{tag}\"", registry.address)).unwrap_or_default();
+    let text = format!("models = [\"{}/models/digits:1\"]\napps = [{apps}]\n", registry.address);
+    let temporary = file.with_extension("new");
+    std::fs::write(&temporary, text).unwrap();
+    std::fs::rename(&temporary, file).unwrap();
+}
+
+fn start(file: &Path, cache: &Path) -> Gateway {
+    let (file, cache) = (file.to_str().unwrap(), cache.to_str().unwrap());
+    Gateway::start(&[], &["--no-warm-up", "--fleet", file, "--fleet-cache", cache, "--fleet-poll-ms", "200"])
+}
+
+/// What `/v1/hello` answers: status and version.
+fn version(gateway: &Gateway) -> (u16, Option<String>) {
+    match agent().get(&gateway.url("/v1/hello")).call() {
+        Ok(mut response) => {
+            let status = response.status().as_u16();
+            let json: serde_json::Value =
+                serde_json::from_str(&response.body_mut().read_to_string().unwrap_or_default()).unwrap_or_default();
+            (status, json["env"]["EDGENN_CONFIG_VERSION"].as_str().map(String::from))
+        }
+        Err(_) => (0, None),
+    }
+}
+
+fn wait_for(what: &str, bound: Duration, mut done: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < bound, "{what}: not within {bound:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    started.elapsed()
+}
+
+fn ready(gateway: &Gateway) -> (u16, serde_json::Value) {
+    json_of(agent().get(&gateway.url("/v2/health/ready")).call())
+}
+
+fn metric(gateway: &Gateway, name: &str) -> f64 {
+    let text = agent().get(&gateway.url("/metrics")).call().unwrap().body_mut().read_to_string().unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in the metrics"))
+}
+
+#[test]
+fn a_fleet_converges_from_a_registry_keeps_serving_offline_and_refuses_tampered_blobs() {
+    let root = scratch();
+    let mut registry = Registry::start(&root.join("registry"));
+    let model = root.join("digits-model");
+    std::fs::create_dir_all(&model).unwrap();
+    std::fs::copy(repo().join("guests/digits/model/digits.onnx"), model.join("digits.onnx")).unwrap();
+    std::fs::write(model.join("model.toml"), "name = \"digits\"\nfile = \"digits.onnx\"\nbackend = \"tract\"\n")
+        .unwrap();
+    push(&["push", "--model", model.to_str().unwrap(), &format!("{}/models/digits:1", registry.address)]);
+    push(&["push", hello(&root, "one").to_str().unwrap(), &format!("{}/apps/hello:1", registry.address)]);
+    let fleet = root.join("fleet.toml");
+    write_fleet(&fleet, &registry, Some("1"));
+
+    let caches: Vec<PathBuf> = (0..3).map(|i| root.join(format!("cache-{i}"))).collect();
+    let mut gateways: Vec<Gateway> = caches.iter().map(|cache| start(&fleet, cache)).collect();
+    for gateway in &gateways {
+        wait_for("the first version", CONVERGENCE_BOUND, || version(gateway).1.as_deref() == Some("one"));
+        wait_for("readiness", CONVERGENCE_BOUND, || ready(gateway).0 == 200);
+        let (status, json) = json_of(agent().get(&gateway.url("/v2/models/digits")).call());
+        assert_eq!(status, 200, "the fleet's model is served: {json}");
+    }
+
+    // A new version, named in the fleet file while clients keep requesting every gateway.
+    push(&["push", hello(&root, "two").to_str().unwrap(), &format!("{}/apps/hello:2", registry.address)]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let answers: Vec<Vec<(u16, Option<String>)>> = std::thread::scope(|scope| {
+        let clients: Vec<_> = gateways
+            .iter()
+            .map(|gateway| {
+                let stop = stop.clone();
+                scope.spawn(move || {
+                    let mut seen = Vec::new();
+                    while !stop.load(Ordering::Relaxed) {
+                        seen.push(version(gateway));
+                    }
+                    seen
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(300));
+        write_fleet(&fleet, &registry, Some("2"));
+        let took = wait_for("the new version everywhere", CONVERGENCE_BOUND, || {
+            gateways.iter().all(|gateway| version(gateway).1.as_deref() == Some("two"))
+        });
+        println!("three gateways converged on the new version in {took:?} (poll 200 ms)");
+        std::thread::sleep(Duration::from_millis(500));
+        stop.store(true, Ordering::Relaxed);
+        clients.into_iter().map(|client| client.join().unwrap()).collect()
+    });
+    for seen in &answers {
+        assert!(seen.iter().all(|(status, _)| *status == 200), "an error while converging: {seen:?}");
+        let first_new = seen.iter().position(|(_, v)| v.as_deref() == Some("two")).expect("the new version");
+        assert!(seen[first_new..].iter().all(|(_, v)| v.as_deref() == Some("two")), "old after new: {seen:?}");
+    }
+
+    // The registry goes away: every gateway keeps serving and says so; a restarted one comes
+    // back from its cache.
+    registry.stop();
+    for gateway in &gateways {
+        wait_for("the registry seen unreachable", CONVERGENCE_BOUND, || {
+            ready(gateway).1["fleet"]["registry_reachable"] == false
+        });
+        assert_eq!(version(gateway), (200, Some("two".to_string())));
+        assert_eq!(metric(gateway, "edgenn_fleet_registry_reachable"), 0.0);
+    }
+    gateways.remove(0).kill();
+    gateways.insert(0, start(&fleet, &caches[0]));
+    wait_for("a restart served from the cache", CONVERGENCE_BOUND, || {
+        version(&gateways[0]).1.as_deref() == Some("two")
+    });
+    wait_for("ready from the cache", CONVERGENCE_BOUND, || ready(&gateways[0]).0 == 200);
+
+    // A version whose manifest blob is tampered with in the registry's storage is refused
+    // everywhere; the old one serves on and the gateways are not ready.
+    registry.resume();
+    let three = hello(&root, "three");
+    push(&["push", three.to_str().unwrap(), &format!("{}/apps/hello:3", registry.address)]);
+    let stored = edgenn::oci::pack_app(&three).unwrap();
+    let manifest_layer = stored.layers.iter().find(|l| l.title == Path::new("edgenn.toml")).unwrap();
+    let blob = registry.blob(&edgenn::oci::sha256_digest(&manifest_layer.data));
+    assert!(blob.is_file(), "{}", blob.display());
+    std::fs::write(&blob, String::from_utf8_lossy(&manifest_layer.data).replace("three", "evil!")).unwrap();
+    let failures_before: Vec<f64> = gateways.iter().map(|g| metric(g, "edgenn_fleet_pull_failures_total")).collect();
+    write_fleet(&fleet, &registry, Some("3"));
+    for (gateway, before) in gateways.iter().zip(failures_before) {
+        wait_for("the tampered version refused", CONVERGENCE_BOUND, || {
+            metric(gateway, "edgenn_fleet_pull_failures_total") > before
+        });
+        assert_eq!(version(gateway), (200, Some("two".to_string())), "the old version serves on");
+        let (status, json) = ready(gateway);
+        assert_eq!((status, &json["fleet"]["converged"]), (503, &serde_json::json!(false)), "{json}");
+    }
+    // An app the file no longer lists is taken out of service everywhere.
+    write_fleet(&fleet, &registry, None);
+    for gateway in &gateways {
+        wait_for("the unlisted app removed", CONVERGENCE_BOUND, || version(gateway).0 == 404);
+        wait_for("ready again", CONVERGENCE_BOUND, || ready(gateway).0 == 200);
+    }
+    for gateway in gateways {
+        gateway.kill();
+    }
+    let _ = std::fs::remove_dir_all(&root);
+}

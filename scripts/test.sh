@@ -13,6 +13,8 @@ cargo clippy --release --locked --all-targets -- -D warnings
 cargo clippy --locked --manifest-path guests/Cargo.toml --workspace --all-targets -- -D warnings
 echo "==> gateway tests (cargo test --release)"
 cargo test --release --locked
+echo "==> the Kubernetes manifests, offline (scripts/validate-kubernetes.sh)"
+scripts/validate-kubernetes.sh
 echo "==> guest SDK and guest unit tests (native)"
 cargo test --locked --manifest-path guests/Cargo.toml --workspace
 echo "==> the demo page in headless Chromium (scripts/test-browser.sh)"

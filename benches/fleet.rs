@@ -143,7 +143,7 @@ fn main() {
     println!(
         "- a fleet file edit to three gateways (poll 200 ms; resolve, pull, deploy), median of {}: {:.0} ms, worst {worst:.0} ms",
         converged.len(),
-        median(converged.clone())
+        median(converged)
     );
     drop(gateways);
     let _ = std::fs::remove_dir_all(&root);

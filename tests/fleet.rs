@@ -1,5 +1,5 @@
 //! A fleet of gateways fed from a real registry (`common::registry`): three gateways follow one
-//! fleet file; a new version pushed and named in the file reaches all of them while clients
+//! fleet file listing a shared model and an app with a bundled model; a new version pushed and named in the file reaches all of them while clients
 //! keep requesting (no error, no old answer once a gateway has the new one); with the registry
 //! stopped they keep serving and a restarted one comes back from its cache; a tampered blob is
 //! refused and the old version serves on; an app the file no longer lists goes.
@@ -22,10 +22,14 @@ fn scratch() -> PathBuf {
     dir
 }
 
-/// The echo test program as app `hello` at `/v1/hello`, answering its `version` config.
+/// The echo test program as app `hello` at `/v1/hello`, answering its `version` config, with
+/// the digits model bundled (loaded when it is deployed) and the fleet's shared model declared.
 fn hello(root: &Path, version: &str) -> PathBuf {
-    let extra = format!("routes = [\"/v1/hello\"]\nmodels = [\"digits\"]\n[config]\nversion = \"{version}\"");
-    app_dir(&root.join(version), "hello", "echo", &extra, &[])
+    let extra = format!(
+        "routes = [\"/v1/hello\"]\nmodels = [\"digits-shared\"]\n[[bundled_models]]\nname = \"digits\"\nfile = \"model/digits.onnx\"\nbackend = \"tract\"\n[config]\nversion = \"{version}\""
+    );
+    let onnx = std::fs::read(repo().join("guests/digits/model/digits.onnx")).unwrap();
+    app_dir(&root.join(version), "hello", "echo", &extra, &[("model/digits.onnx", &onnx)])
 }
 
 fn push(args: &[&str]) -> String {
@@ -38,7 +42,7 @@ fn push(args: &[&str]) -> String {
 /// Writes the fleet file as a ConfigMap update does: a whole new file renamed into place.
 fn write_fleet(file: &Path, registry: &Registry, app_tag: Option<&str>) {
     let apps = app_tag.map(|tag| format!("\"{}/apps/hello:{tag}\"", registry.address)).unwrap_or_default();
-    let text = format!("models = [\"{}/models/digits:1\"]\napps = [{apps}]\n", registry.address);
+    let text = format!("models = [\"{}/models/digits-shared:1\"]\napps = [{apps}]\n", registry.address);
     let temporary = file.with_extension("new");
     std::fs::write(&temporary, text).unwrap();
     std::fs::rename(&temporary, file).unwrap();
@@ -89,9 +93,9 @@ fn a_fleet_converges_from_a_registry_keeps_serving_offline_and_refuses_tampered_
     let model = root.join("digits-model");
     std::fs::create_dir_all(&model).unwrap();
     std::fs::copy(repo().join("guests/digits/model/digits.onnx"), model.join("digits.onnx")).unwrap();
-    std::fs::write(model.join("model.toml"), "name = \"digits\"\nfile = \"digits.onnx\"\nbackend = \"tract\"\n")
-        .unwrap();
-    push(&["push", "--model", model.to_str().unwrap(), &format!("{}/models/digits:1", registry.address)]);
+    let manifest = "name = \"digits-shared\"\nfile = \"digits.onnx\"\nbackend = \"tract\"\n";
+    std::fs::write(model.join("model.toml"), manifest).unwrap();
+    push(&["push", "--model", model.to_str().unwrap(), &format!("{}/models/digits-shared:1", registry.address)]);
     push(&["push", hello(&root, "one").to_str().unwrap(), &format!("{}/apps/hello:1", registry.address)]);
     let fleet = root.join("fleet.toml");
     write_fleet(&fleet, &registry, Some("1"));
@@ -101,7 +105,7 @@ fn a_fleet_converges_from_a_registry_keeps_serving_offline_and_refuses_tampered_
     for gateway in &gateways {
         wait_for("the first version", CONVERGENCE_BOUND, || version(gateway).1.as_deref() == Some("one"));
         wait_for("readiness", CONVERGENCE_BOUND, || ready(gateway).0 == 200);
-        let (status, json) = json_of(agent().get(&gateway.url("/v2/models/digits")).call());
+        let (status, json) = json_of(agent().get(&gateway.url("/v2/models/digits-shared")).call());
         assert_eq!(status, 200, "the fleet's model is served: {json}");
     }
 

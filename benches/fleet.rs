@@ -38,6 +38,14 @@ fn wait(bound: Duration, mut done: impl FnMut() -> bool) -> Duration {
     started.elapsed()
 }
 
+/// A gateway following `fleet` with its own `cache`, polling every 200 ms.
+fn following(fleet: &Path, cache: &Path, extra: &[&str]) -> Gateway {
+    let mut args = vec!["--fleet", fleet.to_str().unwrap(), "--fleet-cache", cache.to_str().unwrap()];
+    args.extend(["--fleet-poll-ms", "200"]);
+    args.extend(extra);
+    Gateway::start(&[], &args)
+}
+
 fn hello_version(gateway: &Gateway) -> Option<String> {
     let mut response = agent().get(&gateway.url("/v1/hello")).call().ok()?;
     let json: serde_json::Value = serde_json::from_str(&response.body_mut().read_to_string().ok()?).ok()?;
@@ -78,17 +86,7 @@ fn main() {
         .map(|i| {
             let cache = root.join(format!("cold-cache-{i}"));
             let started = Instant::now();
-            let gateway = Gateway::start(
-                &[],
-                &[
-                    "--fleet",
-                    fleet.to_str().unwrap(),
-                    "--fleet-cache",
-                    cache.to_str().unwrap(),
-                    "--fleet-poll-ms",
-                    "200",
-                ],
-            );
+            let gateway = following(&fleet, &cache, &[]);
             let ready = || agent().get(&gateway.url("/v2/health/ready")).call().is_ok_and(|r| r.status() == 200);
             wait(Duration::from_secs(120), ready);
             let took = started.elapsed().as_secs_f64() * 1e3;
@@ -115,18 +113,7 @@ fn main() {
     let gateways: Vec<Gateway> = (0..3)
         .map(|i| {
             let cache = root.join(format!("cache-{i}"));
-            Gateway::start(
-                &[],
-                &[
-                    "--no-warm-up",
-                    "--fleet",
-                    fleet.to_str().unwrap(),
-                    "--fleet-cache",
-                    cache.to_str().unwrap(),
-                    "--fleet-poll-ms",
-                    "200",
-                ],
-            )
+            following(&fleet, &cache, &["--no-warm-up"])
         })
         .collect();
     wait(Duration::from_secs(60), || gateways.iter().all(|g| hello_version(g).as_deref() == Some("v0")));

@@ -18,15 +18,21 @@ fn tritonclient_classifies_predicts_and_is_refused_with_reasons() {
         assert!(waited.elapsed() < Duration::from_secs(300), "the gateway never became ready");
         std::thread::sleep(Duration::from_millis(200));
     }
+    run_client(gateway, "triton_client.py", &[]);
+}
+
+/// Runs `tests/oip/SCRIPT HOST:PORT REPO ARGS` with the tritonclient venv; it must pass.
+fn run_client(gateway: &Gateway, script: &str, args: &[&str]) {
     let address = gateway.base.strip_prefix("http://").expect("an http base URL");
     let output = Command::new(repo().join(".edgenn/tritonclient/bin/python"))
-        .arg(repo().join("tests/oip/triton_client.py"))
+        .arg(repo().join("tests/oip").join(script))
         .args([address, &repo().display().to_string()])
+        .args(args)
         .output()
         .expect("runs the client");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "the client's checks failed:\n{stdout}\n{stderr}");
+    assert!(output.status.success(), "{script}'s checks failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("all checks passed"), "{stdout}");
     println!("{stdout}");
 }
@@ -109,17 +115,8 @@ fn the_model_repository_adds_unloads_and_removes_models_and_keeps_them_across_re
     assert_eq!((status, json["loaded"].as_str()), (200, Some("digits")), "{json}");
 
     // Triton's client: the index, inference, unload and load, a load with files, the token.
+    run_client(&gateway, "triton_repository.py", &[TOKEN]);
     let address = gateway.base.strip_prefix("http://").expect("an http base URL");
-    let output = Command::new(repo().join(".edgenn/tritonclient/bin/python"))
-        .arg(repo().join("tests/oip/triton_repository.py"))
-        .args([address, &repo().display().to_string(), TOKEN])
-        .output()
-        .expect("runs the client");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "the client's checks failed:\n{stdout}\n{stderr}");
-    assert!(stdout.contains("all checks passed"), "{stdout}");
-    println!("{stdout}");
 
     // A model of the models directory is not the repository's to delete.
     let (status, json) = admin(&gateway, "DELETE", "/admin/models/wordlm");

@@ -219,6 +219,30 @@ pub(super) async fn write_part(
     Ok(())
 }
 
+/// Streams a `file` part into `dir` under its normalised file name (never one of `reserved`,
+/// never twice) and adds that name to `files`.
+pub(super) async fn write_file_part(
+    field: &mut Field<'_>,
+    dir: &std::path::Path,
+    reserved: &[&str],
+    files: &mut Vec<PathBuf>,
+    max_bytes: usize,
+) -> Result<(), ApiError> {
+    let given = field.file_name().unwrap_or_default().to_string();
+    let path = stored_file_path(&given, reserved).ok_or_else(|| {
+        ApiError::BadRequest(format!(
+            "file name {given:?} must be a relative path inside the upload, not hidden, not {}",
+            reserved.join(" or ")
+        ))
+    })?;
+    if files.contains(&path) {
+        return Err(ApiError::BadRequest(format!("file {path:?} is uploaded twice")));
+    }
+    write_part(field, &dir.join(&path), max_bytes).await?;
+    files.push(path);
+    Ok(())
+}
+
 /// Reads the manifest part, refusing one over [`MAX_MANIFEST_BYTES`] before holding it.
 pub(super) async fn read_manifest_part(field: &mut Field<'_>, max_bytes: usize) -> Result<String, ApiError> {
     let mut text = Vec::new();
@@ -263,14 +287,8 @@ async fn write_upload(
                 wasm = true;
             }
             "file" => {
-                let given = field.file_name().unwrap_or_default().to_string();
-                let path = bundled_file_path(&given)
-                    .ok_or_else(|| bad(format!("file name {given:?} must be a relative path inside the app, not {MANIFEST_FILE} or {STORED_WASM_FILE}")))?;
-                if files.contains(&path) {
-                    return Err(bad(format!("file {path:?} is uploaded twice")));
-                }
-                write_part(&mut field, &dir.join(&path), max_bytes).await?;
-                files.push(path);
+                let reserved = [MANIFEST_FILE, STORED_WASM_FILE];
+                write_file_part(&mut field, dir, &reserved, &mut files, max_bytes).await?;
             }
             other => return Err(bad(format!("unexpected part {other:?}: expected manifest, wasm or file"))),
         }

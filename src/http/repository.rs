@@ -20,7 +20,7 @@
 //! by the store, file names are normalised and may not be hidden or `model.toml`, which is
 //! written last from the validated manifest.
 
-use super::admin::{MAX_MANIFEST_BYTES, Staged, admin_of, read_manifest_part, upload_error, write_part};
+use super::admin::{MAX_MANIFEST_BYTES, Staged, admin_of, read_manifest_part, upload_error, write_file_part};
 use super::error::ErrorBody;
 use super::{ApiError, HttpState};
 use crate::apps::CallError;
@@ -136,17 +136,7 @@ async fn write_upload(
                 }
                 manifest = Some(parsed);
             }
-            "file" => {
-                let given = field.file_name().unwrap_or_default().to_string();
-                let path = stored_file_path(&given, &[MANIFEST_FILE]).ok_or_else(|| {
-                    bad(format!("file name {given:?} must be a relative path inside the model, not {MANIFEST_FILE}"))
-                })?;
-                if files.contains(&path) {
-                    return Err(bad(format!("file {path:?} is uploaded twice")));
-                }
-                write_part(&mut field, &dir.join(&path), max_bytes).await?;
-                files.push(path);
-            }
+            "file" => write_file_part(&mut field, dir, &[MANIFEST_FILE], &mut files, max_bytes).await?,
             other => return Err(bad(format!("unexpected part {other:?}: expected manifest or file"))),
         }
     }

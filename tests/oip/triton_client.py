@@ -15,33 +15,14 @@ import urllib.request
 
 import numpy as np
 import tritonclient.http as triton
-from tritonclient.utils import InferenceServerException
+
+from checks import check, refused, softmax  # tests/oip/checks.py, beside this script
 
 URL, REPO = sys.argv[1], sys.argv[2]
 PHOTO = f"{REPO}/tests/data/chelsea.png"
 # The DESIGN.md pre-processing, as the classify guest does it (its Rust reproduces this exactly).
 sys.path.insert(0, f"{REPO}/scripts/models")
 from imagenet_preprocess import preprocess  # noqa: E402
-
-
-def check(condition, what):
-    if not condition:
-        raise SystemExit(f"FAILED: {what}")
-    print(f"ok: {what}")
-
-
-def softmax(logits):
-    e = np.exp(logits - logits.max())
-    return e / e.sum()
-
-
-def refused(call, reason, what):
-    try:
-        call()
-    except InferenceServerException as error:
-        check(reason in str(error), f"{what} is refused with the server's reason ({error})")
-        return
-    raise SystemExit(f"FAILED: {what} was answered")
 
 
 client = triton.InferenceServerClient(url=URL)

@@ -23,31 +23,12 @@ import urllib.request
 
 import numpy as np
 import tritonclient.http as triton
-from tritonclient.utils import InferenceServerException
+
+from checks import check, refused, softmax  # tests/oip/checks.py, beside this script
 
 URL, REPO, TOKEN = sys.argv[1], sys.argv[2], sys.argv[3]
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 GOLDEN = json.load(open(f"{REPO}/guests/digits/testdata/golden.json"))["cases"]
-
-
-def check(condition, what):
-    if not condition:
-        raise SystemExit(f"FAILED: {what}")
-    print(f"ok: {what}")
-
-
-def refused(call, reason, what):
-    try:
-        call()
-    except InferenceServerException as error:
-        check(reason in str(error), f"{what} is refused with the server's reason ({error})")
-        return
-    raise SystemExit(f"FAILED: {what} was answered")
-
-
-def softmax(logits):
-    e = np.exp(logits - logits.max())
-    return e / e.sum()
 
 
 def index(client):

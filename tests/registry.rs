@@ -104,3 +104,101 @@ fn apps_and_models_go_through_a_registry_and_come_back_verified() {
     assert!(!ok && stderr.contains("model.toml"), "an app folder is not a model: {stderr}");
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// This machine's first non-loopback IPv4 address, if it has one.
+fn non_loopback_ip() -> Option<String> {
+    let output = std::process::Command::new("hostname").arg("-I").output().ok()?;
+    String::from_utf8(output.stdout)
+        .ok()?
+        .split_whitespace()
+        .find(|a| a.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| !ip.is_loopback()))
+        .map(String::from)
+}
+
+/// Makes a CA and a certificate for `ip` signed by it (openssl): (CA file, certificate, key).
+fn certificates(dir: &Path, ip: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let run = |args: &[&str]| {
+        let output = std::process::Command::new("openssl").current_dir(dir).args(args).output().expect("openssl runs");
+        assert!(output.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=edgenn test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        &format!("/CN={ip}"),
+    ]);
+    std::fs::write(dir.join("san.ext"), format!("subjectAltName=IP:{ip}\n")).unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
+    (dir.join("ca.pem"), dir.join("server.pem"), dir.join("server.key"))
+}
+
+#[test]
+fn a_registry_that_is_not_on_loopback_is_reached_over_verified_https_only() {
+    let Some(ip) = non_loopback_ip() else {
+        panic!("this test needs a non-loopback IPv4 address on this machine (hostname -I)");
+    };
+    let root = scratch("tls");
+    let (ca, certificate, key) = certificates(&root, &ip);
+    let registry = Registry::start_at(&root.join("registry"), &ip, Some((&certificate, &key)));
+    let reference = format!("{}/models/wordlm:1", registry.address);
+    let run = |ca_file: &Path| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_edgenn"))
+            .current_dir(repo())
+            .args(["push", "--model", "models/wordlm", &reference])
+            .env("SSL_CERT_FILE", ca_file)
+            .env_remove("SSL_CERT_DIR")
+            .output()
+            .expect("edgenn runs");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    // Trusting only the system's roots, the test CA's certificate is refused...
+    let (ok, _, stderr) = run(Path::new("/etc/ssl/certs/ca-certificates.crt"));
+    assert!(!ok, "a certificate no trusted CA signed was accepted");
+    assert!(stderr.to_lowercase().contains("certificate") || stderr.contains("UnknownIssuer"), "{stderr}");
+    // ...trusting the test CA, the push goes over HTTPS.
+    let (ok, stdout, stderr) = run(&ca);
+    assert!(ok, "push over HTTPS failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("\"digest\":\"sha256:"), "{stdout}");
+    let _ = std::fs::remove_dir_all(&root);
+}

@@ -1,6 +1,8 @@
 //! Artifacts to and from a registry, with `oci-client`: any OCI distribution registry, plain
 //! HTTP only to a loopback one (`127.0.0.1`, `localhost`, `[::1]`), HTTPS (rustls) to every
-//! other. Every blob pulled is checked against its digest; a mismatch fails the pull.
+//! other, its certificate checked against the system's roots (`SSL_CERT_FILE`/`SSL_CERT_DIR`
+//! add a private CA). Every blob pulled is checked against its digest; a mismatch fails the
+//! pull.
 //!
 //! Credentials, first found: `EDGENN_REGISTRY_TOKEN` (bearer), `EDGENN_REGISTRY_USERNAME` and
 //! `EDGENN_REGISTRY_PASSWORD` (basic), the registry's `auth` entry in the docker config file

@@ -1,5 +1,6 @@
 //! A real OCI registry for the tests: Debian's docker-registry (the CNCF distribution registry,
-//! installed by `scripts/registry.sh`) on a free loopback port with its own storage.
+//! installed by `scripts/registry.sh`) on a free port with its own storage: plain HTTP on
+//! loopback, or HTTPS on another address.
 
 use super::{agent, repo};
 use std::path::{Path, PathBuf};
@@ -11,13 +12,20 @@ pub struct Registry {
     pub storage: PathBuf,
     config: PathBuf,
     binary: String,
+    tls: bool,
     child: Option<Child>,
 }
 
 impl Registry {
-    /// Installs and starts a registry keeping its blobs under `root`, and waits until it
-    /// answers `/v2/`.
+    /// Installs and starts a plain-HTTP registry on loopback keeping its blobs under `root`,
+    /// and waits until it answers `/v2/`.
     pub fn start(root: &Path) -> Registry {
+        Self::start_at(root, "127.0.0.1", None)
+    }
+
+    /// Like [`Registry::start`] on `ip`, serving HTTPS with `tls` (certificate and key files)
+    /// if given.
+    pub fn start_at(root: &Path, ip: &str, tls: Option<(&Path, &Path)>) -> Registry {
         let installed = Command::new("bash").arg(repo().join("scripts/registry.sh")).output().expect("runs bash");
         assert!(
             installed.status.success(),
@@ -25,20 +33,25 @@ impl Registry {
             String::from_utf8_lossy(&installed.stderr)
         );
         let binary = String::from_utf8(installed.stdout).unwrap().trim().to_string();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let address = format!("127.0.0.1:{port}");
+        let port = std::net::TcpListener::bind(format!("{ip}:0")).unwrap().local_addr().unwrap().port();
+        let address = format!("{ip}:{port}");
         let storage = root.join("storage");
         let config = root.join("registry.yml");
         std::fs::create_dir_all(root).unwrap();
+        let tls_config = tls
+            .map(|(certificate, key)| {
+                format!("  tls:\n    certificate: {}\n    key: {}\n", certificate.display(), key.display())
+            })
+            .unwrap_or_default();
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {address}\n",
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {address}\n{tls_config}",
                 storage.display()
             ),
         )
         .unwrap();
-        let mut registry = Registry { address, storage, config, binary, child: None };
+        let mut registry = Registry { address, storage, config, binary, tls: tls.is_some(), child: None };
         registry.resume();
         registry
     }
@@ -61,6 +74,10 @@ impl Registry {
     }
 
     fn answers(&self) -> bool {
+        if self.tls {
+            // The tests' HTTP client speaks no TLS: a listening port will do.
+            return std::net::TcpStream::connect(&self.address).is_ok();
+        }
         agent().get(&format!("http://{}/v2/", self.address)).call().is_ok_and(|r| r.status() == 200)
     }
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs Debian's docker-registry (the CNCF distribution registry) idempotently, for the
-# tests that push and pull apps and models as OCI artifacts (tests/registry.rs starts its own
-# registry on a loopback port with a temporary storage directory). Prints the binary's path.
+# Installs Debian's docker-registry (the CNCF distribution registry) and htpasswd (apache2-utils,
+# for a registry that wants a password) idempotently, for the tests that push and pull apps and
+# models as OCI artifacts (tests/common/registry.rs starts registries on free ports with
+# temporary storage). Prints the registry's path.
 set -euo pipefail
 if ! command -v docker-registry >/dev/null; then
   echo "==> installing Debian's docker-registry (apt-get)" >&2
@@ -9,5 +10,10 @@ if ! command -v docker-registry >/dev/null; then
   # The package's service is not started: policy-rc.d or the lack of systemd refuse it, and
   # the tests run their own.
   apt-get install -y -q docker-registry >&2 || { apt-get update -q >&2 && apt-get install -y -q docker-registry >&2; }
+fi
+if ! command -v htpasswd >/dev/null; then
+  echo "==> installing Debian's apache2-utils for htpasswd (apt-get)" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q apache2-utils >&2 \
+    || { apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q apache2-utils >&2; }
 fi
 command -v docker-registry

@@ -170,35 +170,50 @@ fn certificates(dir: &Path, ip: &str) -> (PathBuf, PathBuf, PathBuf) {
 }
 
 #[test]
-fn a_registry_that_is_not_on_loopback_is_reached_over_verified_https_only() {
+fn a_registry_that_is_not_on_loopback_is_reached_over_verified_https_with_its_credentials() {
     let Some(ip) = non_loopback_ip() else {
         panic!("this test needs a non-loopback IPv4 address on this machine (hostname -I)");
     };
     let root = scratch("tls");
     let (ca, certificate, key) = certificates(&root, &ip);
-    let registry = Registry::start_at(&root.join("registry"), &ip, Some((&certificate, &key)));
+    let login = ("fleet", "s3cret-pa55");
+    let registry = Registry::start_at(&root.join("registry"), &ip, Some((&certificate, &key)), Some(login));
     let reference = format!("{}/models/wordlm:1", registry.address);
-    let run = |ca_file: &Path| {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_edgenn"))
-            .current_dir(repo())
-            .args(["push", "--model", "models/wordlm", &reference])
-            .env("SSL_CERT_FILE", ca_file)
-            .env_remove("SSL_CERT_DIR")
-            .output()
-            .expect("edgenn runs");
-        (
-            output.status.success(),
-            String::from_utf8_lossy(&output.stdout).into_owned(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
+    let docker_config = root.join("docker");
+    std::fs::create_dir_all(&docker_config).unwrap();
+    let encoded =
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("{}:{}", login.0, login.1));
+    let auths = serde_json::json!({ "auths": { registry.address.clone(): { "auth": encoded } } });
+    std::fs::write(docker_config.join("config.json"), auths.to_string()).unwrap();
+    let run = |args: &[&str], ca_file: &Path, env: &[(&str, &str)]| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_edgenn"));
+        command.current_dir(repo()).args(args).env("SSL_CERT_FILE", ca_file).env_remove("SSL_CERT_DIR");
+        for name in ["EDGENN_REGISTRY_TOKEN", "EDGENN_REGISTRY_USERNAME", "EDGENN_REGISTRY_PASSWORD", "DOCKER_CONFIG"] {
+            command.env_remove(name);
+        }
+        command.env("HOME", &root).envs(env.iter().copied());
+        let output = command.output().expect("edgenn runs");
+        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+        (output.status.success(), text(&output.stdout), text(&output.stderr))
     };
+    let push = ["push", "--model", "models/wordlm", reference.as_str()];
+    let password = [("EDGENN_REGISTRY_USERNAME", login.0), ("EDGENN_REGISTRY_PASSWORD", login.1)];
     // Trusting only the system's roots, the test CA's certificate is refused...
-    let (ok, _, stderr) = run(Path::new("/etc/ssl/certs/ca-certificates.crt"));
+    let (ok, _, stderr) = run(&push, Path::new("/etc/ssl/certs/ca-certificates.crt"), &password);
     assert!(!ok, "a certificate no trusted CA signed was accepted");
     assert!(stderr.to_lowercase().contains("certificate") || stderr.contains("UnknownIssuer"), "{stderr}");
-    // ...trusting the test CA, the push goes over HTTPS.
-    let (ok, stdout, stderr) = run(&ca);
+    // ...trusted, but without credentials, the registry refuses...
+    let (ok, _, stderr) = run(&push, &ca, &[]);
+    assert!(!ok && stderr.to_lowercase().contains("auth"), "pushed without credentials: {stderr}");
+    // ...with them from the environment the push goes over HTTPS, and the pull with them from
+    // the docker config file.
+    let (ok, stdout, stderr) = run(&push, &ca, &password);
     assert!(ok, "push over HTTPS failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("\"digest\":\"sha256:"), "{stdout}");
+    let pulled = root.join("pulled");
+    let docker = [("DOCKER_CONFIG", docker_config.to_str().unwrap())];
+    let (ok, stdout, stderr) = run(&["pull", &reference, pulled.to_str().unwrap()], &ca, &docker);
+    assert!(ok, "pull with the docker config's credentials failed:\n{stdout}\n{stderr}");
+    assert_eq!(files_of(&pulled), files_of(&repo().join("models/wordlm")));
     let _ = std::fs::remove_dir_all(&root);
 }

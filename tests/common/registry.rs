@@ -20,12 +20,12 @@ impl Registry {
     /// Installs and starts a plain-HTTP registry on loopback keeping its blobs under `root`,
     /// and waits until it answers `/v2/`.
     pub fn start(root: &Path) -> Registry {
-        Self::start_at(root, "127.0.0.1", None)
+        Self::start_at(root, "127.0.0.1", None, None)
     }
 
     /// Like [`Registry::start`] on `ip`, serving HTTPS with `tls` (certificate and key files)
-    /// if given.
-    pub fn start_at(root: &Path, ip: &str, tls: Option<(&Path, &Path)>) -> Registry {
+    /// and asking for basic auth with `login` (user, password) if given.
+    pub fn start_at(root: &Path, ip: &str, tls: Option<(&Path, &Path)>, login: Option<(&str, &str)>) -> Registry {
         let installed = Command::new("bash").arg(repo().join("scripts/registry.sh")).output().expect("runs bash");
         assert!(
             installed.status.success(),
@@ -43,10 +43,19 @@ impl Registry {
                 format!("  tls:\n    certificate: {}\n    key: {}\n", certificate.display(), key.display())
             })
             .unwrap_or_default();
+        let auth_config = login
+            .map(|(user, password)| {
+                let hashed = Command::new("htpasswd").args(["-Bbn", user, password]).output().expect("htpasswd runs");
+                assert!(hashed.status.success(), "htpasswd failed");
+                let file = root.join("htpasswd");
+                std::fs::write(&file, hashed.stdout).unwrap();
+                format!("auth:\n  htpasswd:\n    realm: edgenn-test\n    path: {}\n", file.display())
+            })
+            .unwrap_or_default();
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {address}\n{tls_config}",
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {address}\n{tls_config}{auth_config}",
                 storage.display()
             ),
         )

@@ -2,9 +2,10 @@
 //! `edgenn pull`). One artifact per app or model folder, content-addressed:
 //!
 //! ```text
-//! app    config  application/vnd.wasm.config.v0+json          oci-wasm's: architecture wasm,
-//!                                                             os wasip1 (module) or wasip2
-//!                                                             (component), layerDigests
+//! app    config  application/vnd.wasm.config.v0+json          oci-wasm's: created (the epoch),
+//!                                                             architecture wasm, os wasip1
+//!                                                             (module) or wasip2 (component),
+//!                                                             layerDigests
 //!        layers  application/wasm                             the module or component
 //!                application/vnd.edgenn.app.manifest.v1+toml  edgenn.toml (`wasm` = app.wasm)
 //!                application/vnd.edgenn.model.onnx.v1         each bundled model file
@@ -133,8 +134,10 @@ pub fn pack_app(dir: &Path) -> Result<Artifact, ArtifactError> {
         1,
         Layer { title: APP_MANIFEST_FILE.into(), media_type: APP_MANIFEST_MEDIA_TYPE, data: stored.into_bytes() },
     );
-    // oci-wasm's config; `layerDigests` lists the module's layer.
+    // oci-wasm's config; `layerDigests` lists the module's layer. `created` is required there:
+    // the epoch, so that the digest depends on the content alone.
     let config = serde_json::json!({
+        "created": "1970-01-01T00:00:00Z",
         "architecture": "wasm",
         "os": os,
         "layerDigests": [sha256_digest(&layers[0].data)],
@@ -301,6 +304,7 @@ mod tests {
         let artifact = pack_app(&dir).unwrap();
         let config: serde_json::Value = serde_json::from_slice(&artifact.config).unwrap();
         assert_eq!((config["architecture"].as_str(), config["os"].as_str()), (Some("wasm"), Some("wasip1")));
+        assert_eq!(config["created"], "1970-01-01T00:00:00Z", "oci-wasm requires it; fixed, for reproducible digests");
         assert_eq!(config["layerDigests"][0], sha256_digest(&std::fs::read(&wasm).unwrap()));
         let out = scratch("app-out");
         assert_eq!(unpacked(&artifact, &out).unwrap(), Kind::App);

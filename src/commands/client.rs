@@ -5,7 +5,7 @@
 use crate::apps::manifest::{AppManifest, MANIFEST_FILE};
 use crate::nn::manifest::{MANIFEST_FILE as MODEL_MANIFEST_FILE, ModelManifest};
 use anyhow::{Context, bail};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Deploys the app in `dir` to the gateway at `base_url` and returns its answer.
 pub fn deploy(dir: &Path, base_url: &str, token: &str) -> anyhow::Result<serde_json::Value> {
@@ -27,48 +27,20 @@ pub fn deploy(dir: &Path, base_url: &str, token: &str) -> anyhow::Result<serde_j
 }
 
 /// Adds or replaces the model in `dir` (its `model.toml` and every file beside it) in the
-/// repository of the gateway at `base_url` and returns its answer.
+/// repository of the gateway at `base_url` and returns its answer. The folder is read as
+/// `edgenn push --model` reads it ([`crate::oci::pack_model`]): the same files, the same checks.
 pub fn push_model(dir: &Path, base_url: &str, token: &str) -> anyhow::Result<serde_json::Value> {
-    let manifest_path = dir.join(MODEL_MANIFEST_FILE);
-    let manifest_text =
-        std::fs::read_to_string(&manifest_path).with_context(|| format!("reading {}", manifest_path.display()))?;
-    let manifest =
-        ModelManifest::parse(&manifest_text).map_err(|e| anyhow::anyhow!("invalid {MODEL_MANIFEST_FILE}: {e}"))?;
+    let artifact =
+        crate::oci::pack_model(dir).map_err(|e| anyhow::anyhow!("{}: {}", dir.display(), crate::nn::describe(&e)))?;
+    let (manifest, files) = artifact.layers.split_first().context("a packed model has its manifest first")?;
+    let text = std::str::from_utf8(&manifest.data).context("model.toml is UTF-8")?;
+    let name = ModelManifest::parse(text).map_err(|e| anyhow::anyhow!("invalid {MODEL_MANIFEST_FILE}: {e}"))?.name;
     let mut form = Multipart::new();
-    form.part("manifest", None, None, manifest_text.as_bytes());
-    let mut files = Vec::new();
-    model_files(dir, Path::new(""), &mut files)?;
-    if !files.iter().any(|f| f == &manifest.file) {
-        bail!("{} names the model file {:?}, which is not in {}", MODEL_MANIFEST_FILE, manifest.file, dir.display());
+    form.part("manifest", None, None, &manifest.data);
+    for file in files {
+        form.part("file", Some(&file.title.to_string_lossy()), None, &file.data);
     }
-    for file in &files {
-        let bytes = std::fs::read(dir.join(file)).with_context(|| format!("reading {}", dir.join(file).display()))?;
-        form.part("file", Some(&file.to_string_lossy()), None, &bytes);
-    }
-    upload(base_url, &format!("/admin/models/{}", manifest.name), token, form)
-}
-
-/// The files of a model directory below `relative`, as relative paths: regular files, not
-/// hidden, not the manifest (sent as its own part).
-fn model_files(dir: &Path, relative: &Path, files: &mut Vec<PathBuf>) -> anyhow::Result<()> {
-    let here = dir.join(relative);
-    let mut entries: Vec<_> =
-        std::fs::read_dir(&here).with_context(|| format!("reading {}", here.display()))?.collect::<Result<_, _>>()?;
-    entries.sort_by_key(|e| e.file_name());
-    for entry in entries {
-        let name = entry.file_name();
-        if name.to_string_lossy().starts_with('.') {
-            continue;
-        }
-        let path = relative.join(&name);
-        let kind = entry.file_type()?;
-        if kind.is_dir() {
-            model_files(dir, &path, files)?;
-        } else if kind.is_file() && path != Path::new(MODEL_MANIFEST_FILE) {
-            files.push(path);
-        }
-    }
-    Ok(())
+    upload(base_url, &format!("/admin/models/{name}"), token, form)
 }
 
 /// Sends a multipart upload with PUT to `path` of the gateway's admin API.

@@ -123,12 +123,15 @@ pub struct Fleet {
     /// Whether the last pass reached the registry for every reference.
     reachable: AtomicBool,
     served: Mutex<BTreeMap<String, Served>>,
+    /// The digest every reference last resolved to; `<cache>/resolved.json` on disk.
+    resolved: Mutex<BTreeMap<String, String>>,
     sequence: AtomicU64,
 }
 
 impl Fleet {
     pub fn new(config: FleetConfig, apps: Arc<Apps>, repository: Arc<ModelRepository>) -> Self {
         let metrics = apps.runtime().metrics().clone();
+        let resolved = Mutex::new(load_resolved(&config));
         Self {
             config,
             apps,
@@ -137,6 +140,7 @@ impl Fleet {
             converged: AtomicBool::new(false),
             reachable: AtomicBool::new(false),
             served: Mutex::default(),
+            resolved,
             sequence: AtomicU64::new(0),
         }
     }
@@ -178,7 +182,8 @@ impl Fleet {
                 return Pass { converged: false, reachable: self.is_registry_reachable() };
             }
         };
-        let mut resolved = self.resolved();
+        let last = self.resolved.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let mut resolved = last.clone();
         let mut pass = Pass { converged: true, reachable: true };
         let listed = desired.models.iter().map(|r| (r, Kind::Model)).chain(desired.apps.iter().map(|r| (r, Kind::App)));
         for (reference, kind) in listed {
@@ -197,8 +202,12 @@ impl Fleet {
         if pass.converged {
             self.remove_unlisted(&desired);
         }
-        if let Err(error) = self.save_resolved(&resolved) {
-            tracing::warn!(error = %describe(&error), "fleet: cannot keep the resolved digests");
+        // Written when a digest changed, not every poll.
+        if resolved != last {
+            if let Err(error) = self.save_resolved(&resolved) {
+                tracing::warn!(error = %describe(&error), "fleet: cannot keep the resolved digests");
+            }
+            *self.resolved.lock().unwrap_or_else(PoisonError::into_inner) = resolved;
         }
         pass
     }
@@ -210,15 +219,7 @@ impl Fleet {
     }
 
     fn resolved_path(&self) -> PathBuf {
-        self.config.cache.join("resolved.json")
-    }
-
-    /// The digest every reference last resolved to.
-    fn resolved(&self) -> BTreeMap<String, String> {
-        std::fs::read(self.resolved_path())
-            .ok()
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-            .unwrap_or_default()
+        resolved_path(&self.config)
     }
 
     fn save_resolved(&self, resolved: &BTreeMap<String, String>) -> Result<(), FleetError> {
@@ -332,6 +333,15 @@ impl Fleet {
             tracing::info!(%reference, name = %gone.name, "fleet: no longer listed, out of service");
         }
     }
+}
+
+fn resolved_path(config: &FleetConfig) -> PathBuf {
+    config.cache.join("resolved.json")
+}
+
+/// The digest every reference last resolved to, as the cache kept it (read once, at start).
+fn load_resolved(config: &FleetConfig) -> BTreeMap<String, String> {
+    std::fs::read(resolved_path(config)).ok().and_then(|bytes| serde_json::from_slice(&bytes).ok()).unwrap_or_default()
 }
 
 /// Whether `path` holds a fleet file that parses (for `edgenn serve` to refuse a bad one at

@@ -37,6 +37,11 @@
 
 #![warn(missing_docs)]
 
+#[cfg(all(
+    feature = "arena",
+    any(test, all(target_arch = "wasm32", not(target_feature = "atomics")))
+))]
+mod arena;
 #[cfg(all(feature = "component", target_arch = "wasm32"))]
 pub mod component;
 mod error;
@@ -45,6 +50,15 @@ pub mod nn;
 pub mod outbound;
 mod request;
 mod response;
+
+/// A heap for one request, inside the initial memory: see `arena.rs` (feature `arena`, default).
+#[cfg(all(
+    feature = "arena",
+    target_arch = "wasm32",
+    not(target_feature = "atomics")
+))]
+#[global_allocator]
+static ALLOCATOR: arena::ArenaAlloc = arena::ArenaAlloc;
 
 pub use error::{HttpError, IntoResponse};
 pub use request::{ModelChoice, Request, RequestBuilder};

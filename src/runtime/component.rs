@@ -222,10 +222,15 @@ fn http_request(request: &GuestRequest) -> Result<hyper::Request<Full<Bytes>>, R
     const HOP_BY_HOP: [&str; 5] = ["connection", "keep-alive", "transfer-encoding", "upgrade", "te"];
     for (name, value) in &request.headers {
         let hop = HOP_BY_HOP.iter().any(|hop| name.eq_ignore_ascii_case(hop));
-        if !hop && !name.to_ascii_lowercase().starts_with(GATEWAY_HEADER_PREFIX) {
+        let ours = name.eq_ignore_ascii_case("content-length");
+        if !hop && !ours && !name.to_ascii_lowercase().starts_with(GATEWAY_HEADER_PREFIX) {
             builder = builder.header(name, value);
         }
     }
+    // The body is whole by now (a chunked one too), so its length is known; with
+    // `content-length: 0` the guest need not open the body stream, which costs wasi-http a
+    // task on the gateway's async workers and a wake-up of this thread.
+    builder = builder.header(http::header::CONTENT_LENGTH, request.body.len());
     // What a WAGI app gets as SCRIPT_NAME and PATH_INFO, as Spin passes `spin-path-info`: the
     // app need not know the route it is deployed under.
     builder = builder.header(ROUTE_HEADER, &request.script_name).header(PATH_INFO_HEADER, path_info(request));
@@ -279,13 +284,15 @@ mod tests {
         assert_eq!(http.headers()["x-id"], "7");
         assert_eq!(http.headers()[ROUTE_HEADER], "/v1/digits");
         assert_eq!(http.headers()[PATH_INFO_HEADER], "/x");
+        assert_eq!(http.headers()[http::header::CONTENT_LENGTH], "2");
         let spoofed = GuestRequest {
-            headers: vec![("Edgenn-Route".into(), "/admin".into())],
+            headers: vec![("Edgenn-Route".into(), "/admin".into()), ("content-length".into(), "99".into())],
             script_name: "/apps/a".into(),
             ..request
         };
         let http = http_request(&spoofed).unwrap();
         assert_eq!(http.headers().get_all(ROUTE_HEADER).iter().collect::<Vec<_>>(), ["/apps/a"]);
+        assert_eq!(http.headers().get_all(http::header::CONTENT_LENGTH).iter().collect::<Vec<_>>(), ["2"]);
         assert_eq!(http.method(), "POST");
     }
 }

@@ -4,7 +4,8 @@
 #   Rust crates (below)        -> guests/target/components/<crate>.wasm     (edgenn componentize)
 #   guests/python/<app>/app.py -> guests/target/components/<app>-py.wasm   (componentize-py)
 #   guests/js/<app>/app.js     -> guests/target/components/<app>-js.wasm   (jco componentize)
-#   guests/template-python/app.py, guests/template-js/app.js (the `edgenn new --lang` templates)
+#   guests/template-component, guests/template-python/app.py, guests/template-js/app.js (the
+#                              `edgenn new --lang rust --component|python|js` templates)
 #                              -> guests/target/components/template-py.wasm, template-js.wasm
 # A component is rebuilt only when its inputs changed (its app directory, wit/, the tools, this
 # script): a stamp beside each .wasm holds their hash, so a second run takes about a second.
@@ -48,10 +49,12 @@ build() {
 # the start file reaches the WAGI apps' build), and `edgenn componentize` wraps each with the
 # preview1 proxy adapter. A crate that turns that feature on is a component; scripts/build-guests.sh
 # leaves those out.
+# A crate's package name (the first `name =` of its Cargo.toml) names its component; the
+# template-component directory's package is my-component.
 RUST_COMPONENTS=()
 for manifest in guests/*/Cargo.toml guests/test-programs/*/Cargo.toml; do
   if grep -q '^edgenn-guest-sdk = .*"component"' "$manifest"; then
-    RUST_COMPONENTS+=("$(basename "$(dirname "$manifest")")")
+    RUST_COMPONENTS+=("$(sed -n 's/^name = "\(.*\)"$/\1/p' "$manifest" | head -n 1)")
   fi
 done
 EDGENN=target/release/edgenn

@@ -12,7 +12,7 @@ out="$repo/guests/target/wasm32-wasip1/release"
 excluded=()
 for manifest in "$repo"/guests/*/Cargo.toml "$repo"/guests/test-programs/*/Cargo.toml; do
     if grep -q '^edgenn-guest-sdk = .*"component"' "$manifest"; then
-        excluded+=(--exclude "$(basename "$(dirname "$manifest")")")
+        excluded+=(--exclude "$(sed -n 's/^name = "\(.*\)"$/\1/p' "$manifest" | head -n 1)")
     fi
 done
 

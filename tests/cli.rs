@@ -118,7 +118,7 @@ fn template_app_lifecycle_over_http() {
 }
 
 #[test]
-fn python_and_js_templates_build_and_answer_as_the_rust_one() {
+fn component_templates_build_and_answer_as_the_wagi_one() {
     // The Rust template as the guests workspace builds it (`my-app`), on the same model.
     let rust = Gateway::spawn(&s(&["run", "guests/template", "--no-warm-up"]));
     let query = "?input=12,7,40&k=3";
@@ -129,11 +129,21 @@ fn python_and_js_templates_build_and_answer_as_the_rust_one() {
         json["top"].as_array().unwrap().iter().map(|t| t["index"].clone()).collect::<Vec<_>>()
     };
 
-    for lang in ["python", "js"] {
+    for (lang, flags) in [
+        ("rust-component", &["--lang", "rust", "--component"][..]),
+        ("python", &["--lang", "python"]),
+        ("js", &["--lang", "js"]),
+    ] {
         let app = scratch(&format!("new-{lang}-app"));
-        let (ok, out, err) = edgenn(&["new", "word-top", "--lang", lang, "--path", app.to_str().unwrap()]);
+        let mut args = vec!["new", "word-top", "--path", app.to_str().unwrap()];
+        args.extend(flags);
+        let (ok, out, err) = edgenn(&args);
         assert!(ok, "{out}{err}");
-        let built = std::process::Command::new(app.join("build.sh")).status().expect("build.sh runs");
+        // The Rust component shares the build cache of scripts/build-components.sh.
+        let built = std::process::Command::new(app.join("build.sh"))
+            .env("CARGO_TARGET_DIR", repo().join("guests/target/component-build"))
+            .status()
+            .expect("build.sh runs");
         assert!(built.success(), "{lang}: build.sh");
         let gateway = Gateway::spawn(&s(&["run", app.to_str().unwrap(), "--no-warm-up"]));
         let (status, json) = json_of(agent().get(&gateway.url(&format!("/v1/word-top{query}"))).call());

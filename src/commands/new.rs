@@ -10,16 +10,20 @@ pub struct NewArgs {
     /// Where to create it (default: ./<name>).
     #[arg(long)]
     path: Option<PathBuf>,
-    /// The app's language: rust (a WAGI module with the guest SDK), python or js (wasi:http
-    /// components).
+    /// The app's language: rust (with the guest SDK), python or js (wasi:http components).
     #[arg(long, value_enum, default_value = "rust")]
     lang: Language,
+    /// A Rust app as a wasi:http/proxy component instead of a WAGI module (the same handler
+    /// and SDK API). Python and JavaScript apps are always components.
+    #[arg(long)]
+    component: bool,
 }
 
 pub fn execute(args: NewArgs) -> anyhow::Result<()> {
     let path = args.path.unwrap_or_else(|| PathBuf::from(&args.name));
-    template::create(&args.name, args.lang, &path)?;
+    template::create(&args.name, args.lang, args.component, &path)?;
     let build = match args.lang {
+        Language::Rust if args.component => format!("{}/build.sh", path.display()),
         Language::Rust => format!("scripts/guest-cargo build --release --manifest-path {}/Cargo.toml", path.display()),
         Language::Python | Language::Js => format!("{}/build.sh", path.display()),
     };

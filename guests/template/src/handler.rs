@@ -1,5 +1,5 @@
-//! my-app: the starting point for an edgenn guest app. Copy this directory, rename the package,
-//! then replace `parse_input` and `answer` with your own pre- and post-processing.
+//! my-app's handler: the starting point for an edgenn guest app. Rename the package, then
+//! replace `parse_input` and `answer` with your own pre- and post-processing.
 //!
 //! As it is, it runs any model with one input on numbers it is given, and answers the `k`
 //! highest outputs as probabilities (softmax). With the manifest's default config it runs the
@@ -15,10 +15,12 @@
 //! Inputs shorter than the model's input are left-padded with zeros (for wordlm: `<pad>`).
 //! Answer: `{"model":"wordlm","outputs":6000,"top":[{"index":5,"probability":0.12}, ...]}`.
 //!
-//! How a guest works (guests/README.md, DESIGN.md): the gateway starts a fresh instance of this
-//! module for every request; `edgenn_guest::run` reads the request (body on stdin, method,
-//! query, headers and the manifest's [config] from the environment), calls `handle`, and
-//! writes the response. Models are loaded by name through wasi-nn; the model bytes stay in the
+//! How a guest works (guests/README.md, DESIGN.md): the gateway starts a fresh instance of the
+//! app for every request and hands `handle` the request; `handle` answers it. The same handler
+//! builds as a WAGI module (`src/main.rs`: body on stdin, method, query, headers and the
+//! manifest's [config] from the environment) or as a `wasi:http/proxy` component
+//! (`edgenn new --lang rust --component`: `src/lib.rs`); the SDK's `Request` and `Response` are
+//! the same in both. Models are loaded by name through wasi-nn; the model bytes stay in the
 //! gateway. A panic aborts the instance (the client gets a 500): answer errors instead.
 
 use edgenn_guest::nn::{self, NnError, Tensor};
@@ -29,10 +31,6 @@ use serde::{Deserialize, Serialize};
 const MAX_VALUES: usize = 1 << 20;
 const DEFAULT_K: usize = 5;
 const MAX_K: usize = 100;
-
-fn main() {
-    edgenn_guest::run(handle);
-}
 
 /// What the POST body may hold. `deny_unknown_fields` turns a typo into a clear 400.
 #[derive(Deserialize, Default)]
@@ -70,7 +68,7 @@ struct Scored {
     probability: f32,
 }
 
-fn handle(req: Request) -> Result<Response, HttpError> {
+pub fn handle(req: Request) -> Result<Response, HttpError> {
     // Configuration errors are the deployer's, not the client's: 500.
     let settings = settings(&req)
         .map_err(|message| HttpError::new(500, format!("app configuration: {message}")))?;

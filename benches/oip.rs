@@ -3,8 +3,10 @@
 //! JSON, at 1 and 8 clients over HTTP on loopback, against ONNX Runtime called directly on the
 //! same tensor in this process (same library, same session options as the gateway's), one
 //! request and one direct run in turn: the protocol's share of the time at 1 client is
-//! `1 - direct p50 / v2 p50` (goal <= 5 %). The gateway's `server-timing` says where the
-//! rest goes.
+//! `1 - direct p50 / v2 p50` (goal <= 5 %). One client is measured twice: a minimal one that
+//! writes each request in one call (what the gateway costs), and ureq (what a general client
+//! adds). The gateway's `server-timing` says where the rest goes; the same request to a model
+//! that does not exist gives the protocol's cost without the inference.
 //!
 //! Run: `cargo bench --bench oip` (after `scripts/setup.sh`). `EDGENN_BENCH_SECONDS` sets the
 //! duration of each HTTP run (default 10).
@@ -55,33 +57,86 @@ fn direct(graph: &dyn LoadedGraph, image: &[f32], runs: usize) -> Vec<f64> {
         .collect()
 }
 
-/// One client, side by side: for `duration`, one request over HTTP, then ONNX Runtime directly
-/// on the same tensor, in turn, so both see the same machine (it is shared and its speed drifts
-/// by the second). Returns the HTTP latencies, the direct ones, and the medians of each answer's
-/// `server-timing` stages (the gateway's own account: read, queue, decode, infer, encode), in ms.
+/// An HTTP/1.1 client on one kept-alive connection that writes each request with one
+/// `write_all` and reads the answer by its `content-length`: what the gateway costs, without
+/// a general client's own (ureq copies the body through its buffers in pieces).
+struct RawClient {
+    stream: std::net::TcpStream,
+    host: String,
+}
+
+impl RawClient {
+    fn connect(gateway: &Gateway) -> Self {
+        let address = gateway.base.trim_start_matches("http://").to_string();
+        let stream = std::net::TcpStream::connect(&address).expect("connects");
+        stream.set_nodelay(true).expect("nodelay");
+        RawClient { stream, host: address }
+    }
+
+    /// POSTs `body`; returns the status and the `server-timing` header (empty if none).
+    fn post(&mut self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
+        use std::io::{Read, Write};
+        let mut request = format!("POST {path} HTTP/1.1\r\nhost: {}\r\ncontent-length: {}\r\n", self.host, body.len());
+        for (name, value) in headers {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        request.push_str("\r\n");
+        let mut bytes = request.into_bytes();
+        bytes.extend_from_slice(body);
+        self.stream.write_all(&bytes).expect("sends");
+        let mut answer = Vec::new();
+        let mut chunk = [0u8; 16 << 10];
+        let mut expected = None;
+        loop {
+            if expected.is_none()
+                && let Some(end) = answer.windows(4).position(|w| w == b"\r\n\r\n")
+            {
+                let head = String::from_utf8_lossy(&answer[..end]).to_string();
+                let length: usize = header(&head, "content-length").parse().expect("a content-length");
+                expected = Some((end + 4 + length, head));
+            }
+            if let Some((total, head)) = &expected
+                && answer.len() >= *total
+            {
+                assert_eq!(answer.len(), *total, "one answer at a time");
+                let status = head[9..12].parse().expect("a status");
+                return (status, header(head, "server-timing"));
+            }
+            match self.stream.read(&mut chunk).expect("reads") {
+                0 => panic!("the gateway closed the connection"),
+                n => answer.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+}
+
+/// A header's value in a response head (empty if absent).
+fn header(head: &str, name: &str) -> String {
+    head.lines()
+        .filter_map(|line| line.split_once(':'))
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// One client, side by side: for `duration`, one request over HTTP (`send` returns its
+/// `server-timing`), then ONNX Runtime directly on the same tensor, in turn, so both see the
+/// same machine (it is shared and its speed drifts by the second). Returns the HTTP
+/// latencies, the direct ones, and the medians of each answer's `server-timing` stages (the
+/// gateway's own account: read, queue, decode, infer, encode), in ms.
 fn side_by_side(
-    gateway: &Gateway,
     graph: &dyn LoadedGraph,
     image: &[f32],
-    request: (&str, &[(&str, &str)], &[u8]),
+    send: &mut dyn FnMut() -> String,
     duration: Duration,
 ) -> (Vec<f64>, Vec<f64>, Vec<(String, f64)>) {
-    let (path, headers, body) = request;
-    let agent = common::agent();
     let (mut http, mut direct_times) = (Vec::new(), Vec::new());
     let mut stages: Vec<(String, Vec<f64>)> = Vec::new();
     let started = Instant::now();
     while started.elapsed() < duration {
         let sent = Instant::now();
-        let mut request = agent.post(&gateway.url(path));
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let mut response = request.send(body).expect("an answer");
-        assert_eq!(response.status(), 200);
-        let _ = response.body_mut().read_to_vec().expect("a body");
+        let timing = send();
         http.push(sent.elapsed().as_secs_f64() * 1e3);
-        let timing = response.headers()["server-timing"].to_str().expect("text").to_string();
         for part in timing.split(", ") {
             let Some((name, Ok(ms))) = part.split_once(";dur=").map(|(n, v)| (n, v.parse::<f64>())) else { continue };
             match stages.iter_mut().find(|(seen, _)| seen == name) {
@@ -93,6 +148,15 @@ fn side_by_side(
     }
     let stages = stages.into_iter().map(|(name, values)| (name, percentile(&sorted(values), 0.5))).collect();
     (sorted(http), sorted(direct_times), stages)
+}
+
+/// A ureq request (the general client the tests use); returns its `server-timing`.
+fn ureq_post(agent: &ureq::Agent, url: &str, headers: &[(&str, &str)], body: &[u8]) -> String {
+    let request = headers.iter().fold(agent.post(url), |r, (k, v)| r.header(*k, *v));
+    let mut response = request.send(body).expect("an answer");
+    assert_eq!(response.status(), 200);
+    let _ = response.body_mut().read_to_vec().expect("a body");
+    response.headers()["server-timing"].to_str().expect("text").to_string()
 }
 
 fn sorted(mut values: Vec<f64>) -> Vec<f64> {
@@ -141,28 +205,61 @@ fn main() {
     );
     let _ = direct(&graph, &image, 20);
     let mut accounts = Vec::new();
-    println!("| input | clients | requests | p50 ms | p99 ms | req/s | direct p50 ms | protocol share at p50 |");
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    let agent = common::agent();
+    let url = gateway.url(path);
+    println!(
+        "| input | client | clients | requests | p50 ms | p99 ms | req/s | direct p50 ms | protocol share at p50 |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for (name, headers, body) in [("binary", &binary_headers[..], &binary), ("JSON", &json_headers[..], &json)] {
-        let (latencies, direct_times, stages) = side_by_side(&gateway, &graph, &image, (path, headers, body), duration);
-        // What one client gets back to back: the requests are interleaved with direct runs.
-        let requests_per_second = latencies.len() as f64 / (latencies.iter().sum::<f64>() / 1e3);
-        let (p50, direct_p50) = (percentile(&latencies, 0.5), percentile(&direct_times, 0.5));
-        println!(
-            "| {name} | 1 | {} | {p50:.2} | {:.2} | {requests_per_second:.1} | {direct_p50:.2} | {:.1} % |",
-            latencies.len(),
-            percentile(&latencies, 0.99),
-            100.0 * (1.0 - direct_p50 / p50)
-        );
-        accounts.push((name, stages));
+        // Connected when its turn comes: the gateway closes a connection idle for 10 s.
+        let mut raw = None;
+        let mut by_raw = || {
+            let client = raw.get_or_insert_with(|| RawClient::connect(&gateway));
+            let (status, timing) = client.post(path, headers, body);
+            assert_eq!(status, 200);
+            timing
+        };
+        let mut by_ureq = || ureq_post(&agent, &url, headers, body);
+        let clients: [(&str, &mut dyn FnMut() -> String); 2] = [("raw", &mut by_raw), ("ureq", &mut by_ureq)];
+        for (client, send) in clients {
+            let (latencies, direct_times, stages) = side_by_side(&graph, &image, send, duration);
+            // What one client gets back to back: the requests are interleaved with direct runs.
+            let requests_per_second = latencies.len() as f64 / (latencies.iter().sum::<f64>() / 1e3);
+            let (p50, direct_p50) = (percentile(&latencies, 0.5), percentile(&direct_times, 0.5));
+            println!(
+                "| {name} | {client} | 1 | {} | {p50:.2} | {:.2} | {requests_per_second:.1} | {direct_p50:.2} | {:.1} % |",
+                latencies.len(),
+                percentile(&latencies, 0.99),
+                100.0 * (1.0 - direct_p50 / p50)
+            );
+            accounts.push((format!("{name}, {client}"), stages));
+        }
         let (latencies, throughput) = common::load_with_headers(&gateway, path, headers, body, 8, duration);
         println!(
-            "| {name} | 8 | {} | {:.2} | {:.2} | {throughput:.1} | - | - |",
+            "| {name} | ureq | 8 | {} | {:.2} | {:.2} | {throughput:.1} | - | - |",
             latencies.len(),
             percentile(&latencies, 0.5),
             percentile(&latencies, 0.99)
         );
     }
+    // The protocol without the inference: the same binary request to a model that does not
+    // exist is read and decoded like the others, then answered 404.
+    let mut raw = RawClient::connect(&gateway);
+    let mut alone = Vec::new();
+    let started = Instant::now();
+    while started.elapsed() < duration / 4 {
+        let sent = Instant::now();
+        assert_eq!(raw.post("/v2/models/no-such-model/infer", &binary_headers, &binary).0, 404);
+        alone.push(sent.elapsed().as_secs_f64() * 1e3);
+    }
+    let alone = sorted(alone);
+    println!();
+    println!(
+        "The binary request to a model that does not exist (read, decoded, answered 404), raw client: p50 {:.3} ms, p99 {:.3} ms",
+        percentile(&alone, 0.5),
+        percentile(&alone, 0.99)
+    );
     println!();
     println!("Where a request's time goes at 1 client: medians in ms of the gateway's `server-timing` stages");
     for (name, stages) in accounts {

@@ -225,7 +225,9 @@ async fn v2_health_and_metadata_come_from_the_gateway_and_the_graph() {
     }
 }
 
-#[tokio::test]
+// On a multi-threaded runtime, as the gateway's: inference runs in `block_in_place` there (the
+// other v2 tests take the current-thread fallback, a blocking thread).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn v2_infer_answers_json_and_binary_alike_and_as_the_backend_does() {
     let input = serde_json::json!({"name": "tokens", "shape": [1, 32], "datatype": "INT32", "data": tokens()});
     let (status, json) =

@@ -218,7 +218,7 @@ async fn run_infer(state: &HttpState, model: &str, headers: &HeaderMap, body: Bo
     let deadline = read + state.limits.infer_deadline;
     let store = state.apps.runtime().models().clone();
     let name = model.to_string();
-    let answer = tokio::task::spawn_blocking(move || -> Result<(Bytes, Option<usize>, String), OipError> {
+    let answer = off_executor(move || -> Result<(Bytes, Option<usize>, String), OipError> {
         // Held until the inference ends, even if the client has gone.
         let _turn = turn;
         let started = Instant::now();
@@ -240,12 +240,13 @@ async fn run_infer(state: &HttpState, model: &str, headers: &HeaderMap, body: Bo
         Ok((Bytes::from(body), json_length, timing))
     })
     .await
-    .map_err(|_| ApiError::Call(crate::apps::CallError::Panicked))?;
+    .ok_or(ApiError::Call(crate::apps::CallError::Panicked))?;
     let (body, json_length, timing) = answer?;
     let mut response = Response::new(Body::from(body));
     let response_headers = response.headers_mut();
-    // Where the time went, as the apps' answers say it: reading the body, waiting for a
-    // blocking thread, decoding, the inference (inputs, compute, outputs), encoding.
+    // Where the time went, as the apps' answers say it: reading the body, handing the executor
+    // over (or waiting for a blocking thread), decoding, the inference (inputs, compute,
+    // outputs), encoding.
     if let Ok(value) = HeaderValue::from_str(&timing) {
         response_headers.insert(header::HeaderName::from_static("server-timing"), value);
     }
@@ -259,4 +260,20 @@ async fn run_infer(state: &HttpState, model: &str, headers: &HeaderMap, body: Bo
         }
     }
     Ok(response)
+}
+
+/// Runs `work` (decoding and an inference: milliseconds of CPU) off the async executor; None
+/// if it panicked. On the gateway's multi-threaded runtime this thread hands its executor
+/// duties to another and runs `work` itself (`block_in_place`): the body it just read is in its
+/// cache, and the answer is written without waking another thread. A hop to a blocking thread
+/// and back costs two wake-ups of a sleeping thread, which on this VM's vCPUs added more than
+/// the protocol itself (benches/RESULTS.md (j)). On a current-thread runtime, where
+/// `block_in_place` is not allowed, a blocking thread runs it.
+async fn off_executor<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    if Handle::current().runtime_flavor() == RuntimeFlavor::MultiThread {
+        tokio::task::block_in_place(|| std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).ok())
+    } else {
+        tokio::task::spawn_blocking(work).await.ok()
+    }
 }

@@ -47,16 +47,9 @@ build() {
 # Rust: the crates build as wasm32-wasip1 reactors (cdylib, wasi-libc's reactor start file) with
 # the SDK's `component` feature, in a target directory of their own (so neither that feature nor
 # the start file reaches the WAGI apps' build), and `edgenn componentize` wraps each with the
-# preview1 proxy adapter. A crate that turns that feature on is a component; scripts/build-guests.sh
-# leaves those out.
-# A crate's package name (the first `name =` of its Cargo.toml) names its component; the
-# template-component directory's package is my-component.
-RUST_COMPONENTS=()
-for manifest in guests/*/Cargo.toml guests/test-programs/*/Cargo.toml; do
-  if grep -q '^edgenn-guest-sdk = .*"component"' "$manifest"; then
-    RUST_COMPONENTS+=("$(sed -n 's/^name = "\(.*\)"$/\1/p' "$manifest" | head -n 1)")
-  fi
-done
+# preview1 proxy adapter. scripts/rust-components.sh says which crates are components (and
+# scripts/build-guests.sh leaves those out); each component is named by its package.
+mapfile -t RUST_COMPONENTS < <(scripts/rust-components.sh)
 EDGENN=target/release/edgenn
 [[ -x "$EDGENN" ]] || { echo "build-components: $EDGENN is missing (cargo build --release first)" >&2; exit 1; }
 packages=()

@@ -6,15 +6,12 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 out="$repo/guests/target/wasm32-wasip1/release"
 
-# The Rust components are built by scripts/build-components.sh: separately, because the SDK's
-# `component` feature must not be unified into the WAGI apps' build. A crate that turns that
-# feature on is a component.
+# The Rust components (scripts/rust-components.sh) are built by scripts/build-components.sh:
+# separately, because the SDK's `component` feature must not be unified into the WAGI apps' build.
 excluded=()
-for manifest in "$repo"/guests/*/Cargo.toml "$repo"/guests/test-programs/*/Cargo.toml; do
-    if grep -q '^edgenn-guest-sdk = .*"component"' "$manifest"; then
-        excluded+=(--exclude "$(sed -n 's/^name = "\(.*\)"$/\1/p' "$manifest" | head -n 1)")
-    fi
-done
+while read -r component; do
+    excluded+=(--exclude "$component")
+done < <("$repo/scripts/rust-components.sh")
 
 echo "==> building guest apps (scripts/guest-cargo build --release --workspace)" >&2
 started=$SECONDS

@@ -5,9 +5,10 @@
 //! wasi-libc's `malloc` (the 2022 release the guest toolchain has) takes every byte it hands
 //! out from `memory.grow`, even the first: each request grows the memory, and the gateway must
 //! then make the grown pages inaccessible again (an `mprotect` with a TLB shoot-down) before the
-//! instance slot is reused. That was a third of a Rust component's per-request set-up. The
-//! arena is zero-initialised static data, so it lies inside the module's initial memory, which
-//! stays mapped from one request to the next: a request that fits in it never grows memory.
+//! instance slot is reused. That was about half of a Rust component's per-request set-up
+//! (benches/RESULTS.md (g)). The arena is zero-initialised static data, so it lies inside the
+//! module's initial memory, which stays mapped from one request to the next: a request that
+//! fits in it never grows memory.
 //!
 //! Bumping suits a heap that dies with the request: allocation is a few instructions, and
 //! freeing the most recent block (the common case for temporaries and growing vectors) gives

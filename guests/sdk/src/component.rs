@@ -106,8 +106,14 @@ fn read_request(request: IncomingRequest) -> Result<Request, String> {
         ("PATH_INFO".to_owned(), path.to_owned()),
         ("QUERY_STRING".to_owned(), query.to_owned()),
     ];
+    // An empty body is not read: opening the stream costs the host a task (edgenn says
+    // `content-length: 0` for every request without a body).
+    let mut empty_body = false;
     for (name, value) in request.headers().entries() {
         let value = String::from_utf8_lossy(&value).into_owned();
+        if name.eq_ignore_ascii_case("content-length") {
+            empty_body = value == "0";
+        }
         // edgenn says which part of the path is below the app's route (what WAGI calls
         // PATH_INFO); it comes after the whole path above, so it wins. Another host's request
         // keeps its whole path.
@@ -126,14 +132,7 @@ fn read_request(request: IncomingRequest) -> Result<Request, String> {
     // The app's [config] is the environment, as for WAGI; asked of wasi:cli/environment
     // directly, since the preview1 proxy adapter gives std no environment.
     vars.extend(bindings::wasi::cli::environment::get_environment());
-    // An empty body is not read: opening the stream costs the host a task (edgenn says
-    // `content-length: 0` for every request without a body).
-    let empty = request
-        .headers()
-        .get("content-length")
-        .iter()
-        .any(|v| v.as_slice() == b"0");
-    let body = if empty {
+    let body = if empty_body {
         Vec::new()
     } else {
         read_body(&request)?

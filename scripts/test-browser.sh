@@ -14,8 +14,8 @@ cd "$(dirname "$0")/.."
 
 if [[ ! -x /usr/bin/chromium ]]; then
     echo "==> installing Debian's chromium (apt-get)" >&2
-    apt-get update -q
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium fonts-dejavu-core
+    apt-get update -q -o DPkg::Lock::Timeout=600
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o DPkg::Lock::Timeout=600 --no-install-recommends chromium fonts-dejavu-core
 fi
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
     echo "test-browser: node (>= 20) and npm are needed" >&2

@@ -10,19 +10,21 @@ cd "$(dirname "$0")/.."
 mkdir -p .edgenn
 exec 9>.edgenn/registry.lock
 flock 9
+# Installs Debian packages, refreshing the package lists once if the first try fails. The
+# lock timeout waits for another apt run (scripts/setup.sh's, say) instead of failing.
+apt_install() {
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o DPkg::Lock::Timeout=600 "$@" >&2 \
+    || { apt-get update -q -o DPkg::Lock::Timeout=600 >&2 \
+      && DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o DPkg::Lock::Timeout=600 "$@" >&2; }
+}
 if ! command -v docker-registry >/dev/null; then
   echo "==> installing Debian's docker-registry (apt-get)" >&2
-  export DEBIAN_FRONTEND=noninteractive
   # The package's service is not started: policy-rc.d or the lack of systemd refuse it, and
   # the tests run their own.
-  # The lock timeout waits for another apt run (scripts/setup.sh's, say) instead of failing.
-  apt-get install -y -q -o DPkg::Lock::Timeout=600 docker-registry >&2 \
-    || { apt-get update -q -o DPkg::Lock::Timeout=600 >&2 && apt-get install -y -q -o DPkg::Lock::Timeout=600 docker-registry >&2; }
+  apt_install docker-registry
 fi
 if ! command -v htpasswd >/dev/null; then
   echo "==> installing Debian's apache2-utils for htpasswd (apt-get)" >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o DPkg::Lock::Timeout=600 apache2-utils >&2 \
-    || { apt-get update -q -o DPkg::Lock::Timeout=600 >&2 \
-      && DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o DPkg::Lock::Timeout=600 apache2-utils >&2; }
+  apt_install apache2-utils
 fi
 command -v docker-registry

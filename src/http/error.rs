@@ -91,6 +91,7 @@ impl ApiError {
             ApiError::Infer(error) => match error {
                 OipError::UnknownModel(_) => StatusCode::NOT_FOUND,
                 OipError::BadRequest(_) | OipError::BackendUnavailable { .. } => StatusCode::BAD_REQUEST,
+                OipError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
                 OipError::Deadline => StatusCode::GATEWAY_TIMEOUT,
                 OipError::Load(..) | OipError::Inference(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
@@ -123,6 +124,7 @@ impl ApiError {
                 OipError::UnknownModel(_) => "not_found",
                 OipError::BadRequest(_) => "bad_request",
                 OipError::BackendUnavailable { .. } => "backend_unavailable",
+                OipError::TooLarge(_) => "payload_too_large",
                 OipError::Deadline => "deadline_exceeded",
                 OipError::Load(..) => "model_load_failed",
                 OipError::Inference(_) => "inference_failed",

@@ -454,6 +454,57 @@ impl http_body::Body for StalledBody {
     }
 }
 
+/// A request body whose first part arrives and whose rest never does.
+struct StallsAfter(Option<bytes::Bytes>);
+
+impl http_body::Body for StallsAfter {
+    type Data = bytes::Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        match self.0.take() {
+            Some(part) => std::task::Poll::Ready(Some(Ok(http_body::Frame::data(part)))),
+            None => std::task::Poll::Pending,
+        }
+    }
+}
+
+#[tokio::test]
+async fn v2_binary_inputs_declaring_more_than_the_limit_are_413_as_soon_as_the_header_is_in() {
+    // 64 KiB is the limit of this router; the header asks for a megabyte and the rest of the
+    // upload never comes: the answer cannot wait for it (that would be the 408 of a stalled
+    // body), and no megabyte buffer is made on the client's word.
+    let header = serde_json::json!({
+        "inputs": [{"name": "tokens", "shape": [1, 262144], "datatype": "INT32", "parameters": {"binary_data_size": 1 << 20}}],
+    })
+    .to_string();
+    let request = Request::post("/v2/models/wordlm/infer")
+        .header(crate::oip::HEADER_LENGTH, header.len())
+        .header(header::CONTENT_TYPE, "application/octet-stream")
+        .body(Body::new(StallsAfter(Some(bytes::Bytes::from(header)))))
+        .unwrap();
+    let (status, json) = v2_json(request).await;
+    assert_eq!((status, json["kind"].as_str()), (StatusCode::PAYLOAD_TOO_LARGE, Some("payload_too_large")), "{json}");
+    assert!(json["error"].as_str().unwrap().contains("limit of 65536 bytes"), "{json}");
+    // A header that says less than the body brings is the same 400 streamed as whole.
+    let header = serde_json::json!({
+        "inputs": [{"name": "tokens", "shape": [1, 16], "datatype": "INT32", "parameters": {"binary_data_size": 64}}],
+    })
+    .to_string();
+    let mut body = header.clone().into_bytes();
+    body.extend_from_slice(bytemuck::cast_slice(&tokens()));
+    let request = Request::post("/v2/models/wordlm/infer")
+        .header(crate::oip::HEADER_LENGTH, header.len())
+        .body(Body::from(body))
+        .unwrap();
+    let (status, json) = v2_json(request).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{json}");
+    assert!(json["error"].as_str().unwrap().contains("64 bytes of binary data that no input claims"), "{json}");
+}
+
 #[tokio::test]
 async fn v2_inferences_beyond_their_turns_wait_then_get_503_without_their_bodies_being_read() {
     let limits = HttpLimits {

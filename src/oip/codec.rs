@@ -189,9 +189,23 @@ pub(super) fn flag(parameters: &Map<String, Value>, name: &str) -> Result<bool, 
     }
 }
 
-/// The tensor of one input: its JSON `data`, or its `binary_data_size` bytes taken from the
-/// front of `binary`.
-pub(super) fn input_tensor(input: &RequestInput, binary: &mut &[u8]) -> Result<Tensor, OipError> {
+/// The number of bytes of binary data `input` declares (`binary_data_size`), if it is binary.
+pub(super) fn binary_data_size(input: &RequestInput) -> Result<Option<usize>, OipError> {
+    let name = &input.name;
+    match (input.parameters.get("binary_data_size"), &input.data) {
+        (Some(_), Some(_)) => Err(bad(format!("input {name:?} has both JSON data and binary_data_size"))),
+        (Some(length), None) => length
+            .as_u64()
+            .and_then(|l| usize::try_from(l).ok())
+            .map(Some)
+            .ok_or_else(|| bad(format!("input {name:?}: binary_data_size must be a byte count"))),
+        (None, _) => Ok(None),
+    }
+}
+
+/// The tensor of one input: its JSON `data`, or `binary`, the bytes its `binary_data_size`
+/// declared, as they came after the JSON.
+pub(super) fn input_tensor(input: &RequestInput, binary: Option<Vec<u8>>) -> Result<Tensor, OipError> {
     let name = &input.name;
     let datatype = DataType::parse(&input.datatype)
         .ok_or_else(|| bad(format!("input {name:?}: unknown datatype {:?}", input.datatype)))?;
@@ -206,23 +220,8 @@ pub(super) fn input_tensor(input: &RequestInput, binary: &mut &[u8]) -> Result<T
             .ok_or_else(|| bad(format!("input {name:?}: shape {:?} is too large", input.shape)))?;
         dimensions.push(d);
     }
-    let data = match (input.parameters.get("binary_data_size"), &input.data) {
-        (Some(_), Some(_)) => return Err(bad(format!("input {name:?} has both JSON data and binary_data_size"))),
-        (Some(length), None) => {
-            let length = length
-                .as_u64()
-                .and_then(|l| usize::try_from(l).ok())
-                .ok_or_else(|| bad(format!("input {name:?}: binary_data_size must be a byte count")))?;
-            if length > binary.len() {
-                return Err(bad(format!(
-                    "input {name:?} declares {length} bytes of binary data; {} are left in the body",
-                    binary.len()
-                )));
-            }
-            let (mine, rest) = binary.split_at(length);
-            *binary = rest;
-            mine.to_vec()
-        }
+    let data = match (binary, &input.data) {
+        (Some(binary), _) => binary,
         (None, Some(data)) => json_data(name, datatype, data, elements)?,
         (None, None) => return Err(bad(format!("input {name:?} has no data and no binary_data_size"))),
     };

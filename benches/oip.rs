@@ -6,7 +6,9 @@
 //! 1 client is `1 - direct p50 / v2 p50` (goal <= 5 %). One client is measured twice: a minimal one that
 //! writes each request in one call (what the gateway costs), and ureq (what a general client
 //! adds). The gateway's `server-timing` says where the rest goes; the same request to a model
-//! that does not exist gives the protocol's cost without the inference.
+//! that does not exist gives the protocol's cost without the inference, and the same request
+//! to a server that only reads it and answers gives the floor: what the exchange over loopback
+//! costs on this machine before any server does anything.
 //!
 //! Run: `cargo bench --bench oip` (after `scripts/setup.sh`). `EDGENN_BENCH_SECONDS` sets the
 //! duration of each HTTP run (default 10).
@@ -70,7 +72,11 @@ struct RawClient {
 
 impl RawClient {
     fn connect(gateway: &Gateway) -> Self {
-        let address = gateway.base.trim_start_matches("http://").to_string();
+        Self::connect_to(gateway.base.trim_start_matches("http://"))
+    }
+
+    fn connect_to(address: &str) -> Self {
+        let address = address.to_string();
         let stream = std::net::TcpStream::connect(&address).expect("connects");
         stream.set_nodelay(true).expect("nodelay");
         RawClient { stream, host: address }
@@ -111,6 +117,47 @@ impl RawClient {
             }
         }
     }
+}
+
+/// The floor: a server that does nothing but read each request whole (by its
+/// `content-length`) and write a 4 KB answer, on a plain std thread, on loopback. What it costs
+/// the client is what this machine charges for the exchange itself (the copies through the
+/// kernel, and waking the sleeping thread on each side), which no gateway can go under.
+fn floor_server() -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
+    let address = listener.local_addr().expect("an address").to_string();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            stream.set_nodelay(true).expect("nodelay");
+            let answer = [b"HTTP/1.1 200 OK\r\ncontent-length: 4096\r\n\r\n".as_slice(), &[0u8; 4096]].concat();
+            let (mut request, mut chunk) = (Vec::new(), vec![0u8; 64 << 10]);
+            'requests: loop {
+                request.clear();
+                let total = loop {
+                    if let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&request[..end]).to_string();
+                        break end + 4 + header(&head, "content-length").parse::<usize>().unwrap_or(0);
+                    }
+                    match stream.read(&mut chunk) {
+                        Ok(0) | Err(_) => break 'requests,
+                        Ok(n) => request.extend_from_slice(&chunk[..n]),
+                    }
+                };
+                while request.len() < total {
+                    match stream.read(&mut chunk) {
+                        Ok(0) | Err(_) => break 'requests,
+                        Ok(n) => request.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                if stream.write_all(&answer).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    address
 }
 
 /// A header's value in a response head (empty if absent).
@@ -256,11 +303,25 @@ fn main() {
             percentile(&latencies, 0.99)
         );
     }
+    // The floor: the same request and turns, answered by a server that does nothing.
+    let floor = floor_server();
+    let mut floor_client = RawClient::connect_to(&floor);
+    let mut by_floor = || {
+        assert_eq!(floor_client.post(path, &binary_headers, &binary).0, 200);
+        String::new()
+    };
+    let (floor_times, direct_times, _) = side_by_side(&graph, &image, &mut by_floor, 1, duration / 2);
+    let (floor_p50, direct_p50) = (percentile(&floor_times, 0.5), percentile(&direct_times, 0.5));
+    println!();
+    println!(
+        "The floor (the binary request to a std server that only reads it and answers 4 KB, raw client, 1 + 1): p50 {floor_p50:.3} ms, p99 {:.3} ms; as a share of direct + floor: {:.1} %",
+        percentile(&floor_times, 0.99),
+        100.0 * floor_p50 / (direct_p50 + floor_p50)
+    );
     // The protocol without the inference: the same binary request to a model that does not
     // exist is read and decoded like the others, then answered 404; back to back, and each
     // after a direct run (the gateway idle for an inference's length, as with `turns` 1).
     let mut raw = RawClient::connect(&gateway);
-    println!();
     for (turns, after_direct) in [("back to back", false), ("each after a direct run", true)] {
         let mut alone = Vec::new();
         let started = Instant::now();

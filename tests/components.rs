@@ -225,6 +225,96 @@ fn outbound_http_reaches_only_listed_origins() {
     gateway.kill();
 }
 
+/// An HTTPS upstream on loopback whose certificate (for 127.0.0.1) is signed by the test's own
+/// CA: it answers like [`upstream`] and counts the requests that came through the handshake.
+fn tls_upstream(certificate: &Path, key: &Path) -> (u16, Arc<AtomicUsize>) {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_file_iter(certificate).unwrap().collect::<Result<Vec<_>, _>>().unwrap();
+    let key = PrivateKeyDer::from_pem_file(key).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    let config = Arc::new(config);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let requests = Arc::new(AtomicUsize::new(0));
+    let counter = requests.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let mut tls = rustls::StreamOwned::new(rustls::ServerConnection::new(config.clone()).unwrap(), stream);
+            let mut reader = BufReader::new(&mut tls);
+            // The handshake happens in the first read: a client that refuses the certificate
+            // ends it here, before any request.
+            let mut request_line = String::new();
+            if reader.read_line(&mut request_line).is_err() || request_line.is_empty() {
+                continue;
+            }
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            counter.fetch_add(1, Ordering::SeqCst);
+            let path = request_line.split_whitespace().nth(1).unwrap_or("?").to_string();
+            let body = format!("upstream saw {path} over TLS");
+            let _ = write!(tls, "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
+            tls.conn.send_close_notify();
+            let _ = tls.flush();
+        }
+    });
+    (port, requests)
+}
+
+#[test]
+fn outbound_https_is_verified_against_the_machines_trust_store() {
+    let root = scratch("https");
+    std::fs::create_dir_all(&root).unwrap();
+    let (ca, certificate, key) = certificates(&root, "127.0.0.1");
+    let (port, requests) = tls_upstream(&certificate, &key);
+    // Only the file named below: no directory of the machine's adds to it.
+    let no_directory = root.join("no-certificates");
+    std::fs::create_dir_all(&no_directory).unwrap();
+    let probe = std::fs::read(component_wasm("component-probe")).unwrap();
+    let manifest = probe_manifest("tls", "allowed_outbound_hosts = [\"https://127.0.0.1:*\"]");
+    let target = format!("/apps/tls/fetch?url=https://127.0.0.1:{port}/hello");
+
+    // The machine trusts the test's CA (as an operator would add a private one): reached.
+    let data = root.join("trusting");
+    let gateway = Gateway::start_with_env(
+        &[],
+        &["--no-warm-up", "--data-dir", data.to_str().unwrap(), "--admin-token", TOKEN],
+        &[("SSL_CERT_FILE", ca.to_str().unwrap()), ("SSL_CERT_DIR", no_directory.to_str().unwrap())],
+    );
+    let (status, json) = deploy(&gateway, "tls", &manifest, &probe, &[]);
+    assert_eq!(status, 201, "{json}");
+    let (status, json) = get(&gateway, &target);
+    assert_eq!(status, 200, "{json}");
+    assert_eq!(json["body"].as_str(), Some("upstream saw /hello over TLS"), "{json}");
+    assert_eq!(requests.load(Ordering::SeqCst), 1);
+    gateway.kill();
+
+    // Trusting only the system's CAs, the same upstream is a certificate error for the guest,
+    // and no request reaches it.
+    let data = root.join("system");
+    let gateway = Gateway::start_with_env(
+        &[],
+        &["--no-warm-up", "--data-dir", data.to_str().unwrap(), "--admin-token", TOKEN],
+        &[("SSL_CERT_FILE", "/etc/ssl/certs/ca-certificates.crt"), ("SSL_CERT_DIR", no_directory.to_str().unwrap())],
+    );
+    let (status, json) = deploy(&gateway, "tls", &manifest, &probe, &[]);
+    assert_eq!(status, 201, "{json}");
+    let (status, json) = get(&gateway, &target);
+    assert_eq!(status, 502, "{json}");
+    assert!(json["error"].as_str().unwrap_or("").contains("TlsCertificateError"), "{json}");
+    assert_eq!(requests.load(Ordering::SeqCst), 1, "nothing was sent over an unverified connection");
+    gateway.kill();
+    let _ = std::fs::remove_dir_all(&root);
+}
+
 #[test]
 fn a_component_importing_what_the_host_lacks_is_refused_naming_it() {
     let data = scratch("imports");

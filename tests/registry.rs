@@ -115,60 +115,6 @@ fn non_loopback_ip() -> Option<String> {
         .map(String::from)
 }
 
-/// Makes a CA and a certificate for `ip` signed by it (openssl): (CA file, certificate, key).
-fn certificates(dir: &Path, ip: &str) -> (PathBuf, PathBuf, PathBuf) {
-    let run = |args: &[&str]| {
-        let output = std::process::Command::new("openssl").current_dir(dir).args(args).output().expect("openssl runs");
-        assert!(output.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
-    };
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=edgenn test CA",
-    ]);
-    run(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
-        &format!("/CN={ip}"),
-    ]);
-    std::fs::write(dir.join("san.ext"), format!("subjectAltName=IP:{ip}\n")).unwrap();
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "san.ext",
-    ]);
-    (dir.join("ca.pem"), dir.join("server.pem"), dir.join("server.key"))
-}
-
 #[test]
 fn a_registry_that_is_not_on_loopback_is_reached_over_verified_https_with_its_credentials() {
     let Some(ip) = non_loopback_ip() else {

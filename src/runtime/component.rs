@@ -126,6 +126,7 @@ impl Runtime {
             allowed: policy.outbound.clone(),
             deadline,
             max_body_bytes: memory_bytes,
+            tls: self.outbound_tls.clone(),
         };
         let registry = self.models.registry(policy.models.clone());
         let state = ComponentState {

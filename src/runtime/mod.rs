@@ -162,6 +162,8 @@ pub struct Runtime {
     models: Arc<ModelStore>,
     config: RuntimeConfig,
     metrics: Arc<Metrics>,
+    /// What components' outbound HTTPS trusts, read from the machine once.
+    outbound_tls: outbound::TlsRoots,
     _ticker: EpochTicker,
 }
 
@@ -209,7 +211,8 @@ impl Runtime {
 
         let components = component::linker(&engine)?;
         let ticker = EpochTicker::start(engine.clone(), config.epoch_tick);
-        Ok(Self { engine, linker, components, models, config, metrics, _ticker: ticker })
+        let outbound_tls = outbound::TlsRoots::from_machine();
+        Ok(Self { engine, linker, components, models, config, metrics, outbound_tls, _ticker: ticker })
     }
 
     pub fn config(&self) -> &RuntimeConfig {

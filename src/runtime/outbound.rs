@@ -13,10 +13,17 @@
 //! An allowed request still runs under the app's limits: its connect, first-byte and
 //! between-bytes timeouts are cut to the time left before the deadline, and a response body
 //! larger than the app's memory limit fails with `HTTP-response-body-size`.
+//!
+//! HTTPS is verified against the machine's trust store ([`TlsRoots`]), not only the public
+//! CAs: an app at the edge often calls a service of its own operator, signed by a private CA.
 
+use bytes::Bytes;
 use http_body_util::BodyExt;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode;
 use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpHooks};
@@ -139,6 +146,47 @@ pub struct OutboundPolicy {
     pub deadline: Instant,
     /// The largest response body a guest may receive: its memory limit.
     pub max_body_bytes: usize,
+    pub tls: TlsRoots,
+}
+
+/// The certificate authorities HTTPS requests are verified against, read once per gateway:
+/// the machine's trust store, as `edgenn push` reads it (`SSL_CERT_FILE`, `SSL_CERT_DIR`, or
+/// the system's bundle), so trusting an operator's private CA is the system's usual setting;
+/// the Mozilla roots bundled with the gateway where the machine has none.
+#[derive(Clone)]
+pub struct TlsRoots(Arc<rustls::ClientConfig>);
+
+impl TlsRoots {
+    pub fn from_machine() -> Self {
+        let found = rustls_native_certs::load_native_certs();
+        for error in &found.errors {
+            tracing::warn!(%error, "a certificate of the machine's trust store could not be read");
+        }
+        let mut roots = rustls::RootCertStore::empty();
+        let (added, _) = roots.add_parsable_certificates(found.certs);
+        if added == 0 {
+            tracing::warn!("the machine's trust store holds no certificates: outbound HTTPS trusts Mozilla's roots");
+            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        }
+        Self::with_roots(roots)
+    }
+
+    pub fn with_roots(roots: rustls::RootCertStore) -> Self {
+        // The provider named here, not a process-wide default another crate may or may not
+        // have installed.
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default TLS versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        TlsRoots(Arc::new(config))
+    }
+}
+
+impl std::fmt::Debug for TlsRoots {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TlsRoots")
+    }
 }
 
 impl OutboundPolicy {
@@ -149,26 +197,121 @@ impl OutboundPolicy {
     }
 
     /// The request's timeouts, none past the deadline.
-    fn bounded(&self, options: Option<RequestOptions>) -> Option<RequestOptions> {
+    fn bounded(&self, options: Option<RequestOptions>) -> RequestOptions {
         let left = self.deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
         let cut = |timeout: Option<Duration>| Some(timeout.map_or(left, |t| t.min(left)));
         let options = options.unwrap_or_default();
-        Some(RequestOptions {
+        RequestOptions {
             connect_timeout: cut(options.connect_timeout),
             first_byte_timeout: cut(options.first_byte_timeout),
             between_bytes_timeout: cut(options.between_bytes_timeout),
-        })
+        }
     }
 }
 
-type ResponseFuture = Box<
-    dyn Future<
-            Output = Result<
-                (http::Response<WasiBody>, Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>),
-                wasmtime_wasi_http::Error,
-            >,
-        > + Send,
->;
+/// What drives an outbound connection until its response is read.
+type ConnectionFuture = Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>;
+
+type ResponseFuture =
+    Box<dyn Future<Output = Result<(http::Response<WasiBody>, ConnectionFuture), wasmtime_wasi_http::Error>> + Send>;
+
+/// Sends an HTTPS request, verified against `tls`, under `options`' timeouts (all set by
+/// [`OutboundPolicy::bounded`]). wasmtime's own sender trusts only the bundled public roots.
+async fn send_https(
+    mut request: http::Request<WasiBody>,
+    options: RequestOptions,
+    tls: TlsRoots,
+) -> Result<(http::Response<WasiBody>, ConnectionFuture), wasmtime_wasi_http::Error> {
+    use wasmtime_wasi_http::Error;
+    let within = |limit: Option<Duration>| limit.unwrap_or(Duration::ZERO);
+    let (connect, first_byte, between_bytes) =
+        (within(options.connect_timeout), within(options.first_byte_timeout), within(options.between_bytes_timeout));
+    let uri = request.uri().clone();
+    let host = uri.host().ok_or(Error::HttpRequestUriInvalid)?;
+    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host).to_string();
+    let port = uri.port_u16().unwrap_or(443);
+    let name = rustls::pki_types::ServerName::try_from(host.clone()).map_err(|_| Error::HttpRequestUriInvalid)?;
+    // One limit for the whole of connecting: TCP, the TLS handshake and HTTP's.
+    let connecting = async {
+        let stream = tokio::net::TcpStream::connect((host.as_str(), port)).await.map_err(Error::Connect)?;
+        let stream = tokio_rustls::TlsConnector::from(tls.0).connect(name, stream).await.map_err(tls_error)?;
+        let io = wasmtime_wasi_http::io::TokioIo::new(stream);
+        Ok::<_, Error>(hyper::client::conn::http1::handshake(io).await?)
+    };
+    let (mut sender, connection) =
+        tokio::time::timeout(connect, connecting).await.map_err(|_| Error::ConnectionTimeout)??;
+    // The connection runs as its own task until the response has been read or dropped (it
+    // ends with the guest's store at the latest).
+    let connection = tokio::spawn(connection);
+    // The origin is in the connection (and the Host header, which wasi-http sets); the
+    // request line carries the path.
+    *request.uri_mut() = uri.path_and_query().map_or_else(|| "/".parse(), |p| p.as_str().parse()).expect("a path");
+    let response = tokio::time::timeout(first_byte, sender.send_request(request))
+        .await
+        .map_err(|_| Error::ConnectionReadTimeout)??;
+    let response = response.map(|body| IdleTimeout::new(body, between_bytes).boxed_unsync());
+    let connection: ConnectionFuture = Box::new(async move {
+        match connection.await {
+            Ok(result) => result.map_err(Error::from),
+            Err(_) => Err(Error::InternalError(Some("the outbound connection's task ended abnormally".into()))),
+        }
+    });
+    Ok((response, connection))
+}
+
+/// The wasi-http error for a failed TLS handshake: a certificate the trust store does not
+/// vouch for (for this name) is `TLS-certificate-error`.
+fn tls_error(error: std::io::Error) -> wasmtime_wasi_http::Error {
+    use wasmtime_wasi_http::Error;
+    match error.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+        Some(rustls::Error::InvalidCertificate(_)) => Error::TlsCertificateError,
+        Some(rustls::Error::AlertReceived(alert)) => {
+            Error::TlsAlertReceived { alert_id: Some(u8::from(*alert)), alert_message: Some(format!("{alert:?}")) }
+        }
+        _ => Error::Tls(error),
+    }
+}
+
+/// A response body that fails with `connection-read-timeout` when no bytes come for `idle`.
+struct IdleTimeout {
+    body: Incoming,
+    idle: Duration,
+    timer: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl IdleTimeout {
+    fn new(body: Incoming, idle: Duration) -> Self {
+        IdleTimeout { body, idle, timer: Box::pin(tokio::time::sleep(idle)) }
+    }
+}
+
+impl Body for IdleTimeout {
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.body).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                let next = tokio::time::Instant::now() + this.idle;
+                this.timer.as_mut().reset(next);
+                Poll::Ready(frame.map(|frame| frame.map_err(wasmtime_wasi_http::Error::from)))
+            }
+            Poll::Pending => match this.timer.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(wasmtime_wasi_http::Error::ConnectionReadTimeout))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
 
 impl WasiHttpHooks for OutboundPolicy {
     fn send_request(
@@ -184,8 +327,14 @@ impl WasiHttpHooks for OutboundPolicy {
         }
         let options = self.bounded(options);
         let limit = self.max_body_bytes;
+        let tls = self.tls.clone();
         Box::new(async move {
-            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            let (response, io) = if request.uri().scheme() == Some(&http::uri::Scheme::HTTPS) {
+                send_https(request, options, tls).await?
+            } else {
+                let (response, io) = wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
+                (response.map(|body| body.boxed_unsync()), Box::new(io) as ConnectionFuture)
+            };
             let response = response.map(move |body| {
                 http_body_util::Limited::new(body, limit)
                     .map_err(move |error| match error.downcast::<wasmtime_wasi_http::Error>() {
@@ -194,7 +343,7 @@ impl WasiHttpHooks for OutboundPolicy {
                     })
                     .boxed_unsync()
             });
-            Ok((response, Box::new(io) as Box<dyn Future<Output = _> + Send>))
+            Ok((response, io))
         })
     }
 }
@@ -205,8 +354,13 @@ mod tests {
 
     fn allowed(entries: &[&str], uri: &str) -> bool {
         let allowed: Vec<_> = entries.iter().map(|e| AllowedOrigin::parse(e).unwrap()).collect();
-        let policy =
-            OutboundPolicy { app: "t".into(), allowed: allowed.into(), deadline: Instant::now(), max_body_bytes: 1 };
+        let policy = OutboundPolicy {
+            app: "t".into(),
+            allowed: allowed.into(),
+            deadline: Instant::now(),
+            max_body_bytes: 1,
+            tls: TlsRoots::with_roots(rustls::RootCertStore::empty()),
+        };
         policy.allows(&uri.parse().unwrap())
     }
 
@@ -253,6 +407,7 @@ mod tests {
             allowed: Arc::from(Vec::new()),
             deadline: Instant::now() + Duration::from_secs(2),
             max_body_bytes: 1,
+            tls: TlsRoots::with_roots(rustls::RootCertStore::empty()),
         };
         let long = Some(Duration::from_secs(600));
         let options = policy.bounded(Some(RequestOptions {
@@ -260,7 +415,6 @@ mod tests {
             first_byte_timeout: None,
             between_bytes_timeout: Some(Duration::from_millis(5)),
         }));
-        let options = options.unwrap();
         assert!(options.connect_timeout.unwrap() <= Duration::from_secs(2));
         assert!(options.first_byte_timeout.unwrap() <= Duration::from_secs(2));
         assert_eq!(options.between_bytes_timeout, Some(Duration::from_millis(5)));

@@ -42,6 +42,11 @@ impl Gateway {
     /// Starts a gateway with the bundled models and the given app directories (plus `extra`
     /// arguments) and waits until it listens.
     pub fn start(app_dirs: &[&Path], extra: &[&str]) -> Gateway {
+        Gateway::start_with_env(app_dirs, extra, &[])
+    }
+
+    /// [`Gateway::start`] with variables set in the gateway's environment.
+    pub fn start_with_env(app_dirs: &[&Path], extra: &[&str], env: &[(&str, &str)]) -> Gateway {
         let mut args: Vec<String> = ["serve", "--models", "models"].map(String::from).to_vec();
         for dir in app_dirs {
             args.push("--app".into());
@@ -54,11 +59,15 @@ impl Gateway {
             args.extend(["--data-dir".into(), data.display().to_string()]);
         }
         args.extend(extra.iter().map(|s| s.to_string()));
-        Gateway::spawn(&args)
+        Gateway::spawn_with_env(&args, env)
     }
 
     /// Runs `edgenn ARGS --listen 127.0.0.1:0` and waits until it listens.
     pub fn spawn(args: &[String]) -> Gateway {
+        Gateway::spawn_with_env(args, &[])
+    }
+
+    fn spawn_with_env(args: &[String], env: &[(&str, &str)]) -> Gateway {
         let ort = repo().join(".edgenn/onnxruntime/libonnxruntime.so.1.31.1");
         assert!(ort.is_file(), "{} is missing: run scripts/install-onnxruntime.sh", ort.display());
         let mut command = Command::new(env!("CARGO_BIN_EXE_edgenn"));
@@ -68,6 +77,7 @@ impl Gateway {
             .args(["--listen", "127.0.0.1:0", "--exit-on-stdin-eof", "--ort-library"])
             .arg(&ort)
             .env("RUST_LOG", "warn,edgenn=info")
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped());
         let mut child = command.spawn().expect("edgenn starts");
@@ -287,4 +297,58 @@ pub fn load_with_headers(
     all.sort_by(f64::total_cmp);
     let throughput = all.len() as f64 / elapsed;
     (all, throughput)
+}
+
+/// Makes a CA and a certificate for `ip` signed by it (openssl): (CA file, certificate, key).
+pub fn certificates(dir: &Path, ip: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let run = |args: &[&str]| {
+        let output = Command::new("openssl").current_dir(dir).args(args).output().expect("openssl runs");
+        assert!(output.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=edgenn test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        &format!("/CN={ip}"),
+    ]);
+    std::fs::write(dir.join("san.ext"), format!("subjectAltName=IP:{ip}\n")).unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
+    (dir.join("ca.pem"), dir.join("server.pem"), dir.join("server.key"))
 }

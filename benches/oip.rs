@@ -3,7 +3,9 @@
 //! JSON, at 1 and 8 clients over HTTP on loopback, against ONNX Runtime called directly on the
 //! same tensor in this process (same library, same session options as the gateway's), taking
 //! turns (one request and one direct run, or ten and ten): the protocol's share of the time at
-//! 1 client is `1 - direct p50 / v2 p50` (goal <= 5 %). One client is measured twice: a minimal one that
+//! 1 client is `1 - direct p50 / v2 p50` (goal <= 5 %), and, less moved by the machine's drift,
+//! from the median of paired differences (each turn's mean request time minus the mean of the
+//! direct runs right after it): `difference / (direct p50 + difference)`. One client is measured twice: a minimal one that
 //! writes each request in one call (what the gateway costs), and ureq (what a general client
 //! adds). The gateway's `server-timing` says where the rest goes; the same request to a model
 //! that does not exist gives the protocol's cost without the inference, and the same request
@@ -177,14 +179,23 @@ fn header(head: &str, name: &str) -> String {
 /// as a client's requests do. Returns the HTTP latencies, the direct ones, and the medians of
 /// each answer's `server-timing` stages (the gateway's own account: read, queue, decode,
 /// infer, encode), in ms.
+/// What [`side_by_side`] measured, each sorted: the requests' times, the direct runs', the
+/// medians of the gateway's stages, and each turn's mean request minus its mean direct run.
+struct Turns {
+    http: Vec<f64>,
+    direct: Vec<f64>,
+    stages: Vec<(String, f64)>,
+    paired: Vec<f64>,
+}
+
 fn side_by_side(
     graph: &dyn LoadedGraph,
     image: &[f32],
     send: &mut dyn FnMut() -> String,
     block: usize,
     duration: Duration,
-) -> (Vec<f64>, Vec<f64>, Vec<(String, f64)>) {
-    let (mut http, mut direct_times) = (Vec::new(), Vec::new());
+) -> Turns {
+    let (mut http, mut direct_times, mut paired) = (Vec::new(), Vec::new(), Vec::new());
     let mut stages: Vec<(String, Vec<f64>)> = Vec::new();
     let started = Instant::now();
     while started.elapsed() < duration {
@@ -202,10 +213,13 @@ fn side_by_side(
                 }
             }
         }
-        direct_times.extend(direct(graph, image, block));
+        let runs = direct(graph, image, block);
+        let mean = |times: &[f64]| times.iter().sum::<f64>() / times.len() as f64;
+        paired.push(mean(&http[http.len() - block..]) - mean(&runs));
+        direct_times.extend(runs);
     }
     let stages = stages.into_iter().map(|(name, values)| (name, percentile(&sorted(values), 0.5))).collect();
-    (sorted(http), sorted(direct_times), stages)
+    Turns { http: sorted(http), direct: sorted(direct_times), stages, paired: sorted(paired) }
 }
 
 /// A ureq request (the general client the tests use); returns its `server-timing`.
@@ -266,9 +280,9 @@ fn main() {
     let agent = common::agent();
     let url = gateway.url(path);
     println!(
-        "| input | client | turns | clients | requests | p50 ms | p99 ms | req/s | direct p50 ms | protocol share at p50 |"
+        "| input | client | turns | clients | requests | p50 ms | p99 ms | req/s | direct p50 ms | protocol share at p50 | paired difference p50 ms | paired share |"
     );
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for (name, headers, body) in [("binary", &binary_headers[..], &binary), ("JSON", &json_headers[..], &json)] {
         // Connected when its turn comes: the gateway closes a connection idle for 10 s.
         let mut raw = None;
@@ -282,22 +296,25 @@ fn main() {
         let clients: [(&str, &mut dyn FnMut() -> String); 2] = [("raw", &mut by_raw), ("ureq", &mut by_ureq)];
         for (client, send) in clients {
             for (turns, block) in TURNS {
-                let (latencies, direct_times, stages) = side_by_side(&graph, &image, &mut *send, block, duration);
+                let Turns { http: latencies, direct: direct_times, stages, paired } =
+                    side_by_side(&graph, &image, &mut *send, block, duration);
                 // What one client gets back to back: the requests are interleaved with direct runs.
                 let requests_per_second = latencies.len() as f64 / (latencies.iter().sum::<f64>() / 1e3);
                 let (p50, direct_p50) = (percentile(&latencies, 0.5), percentile(&direct_times, 0.5));
+                let difference = percentile(&paired, 0.5);
                 println!(
-                    "| {name} | {client} | {turns} | 1 | {} | {p50:.2} | {:.2} | {requests_per_second:.1} | {direct_p50:.2} | {:.1} % |",
+                    "| {name} | {client} | {turns} | 1 | {} | {p50:.2} | {:.2} | {requests_per_second:.1} | {direct_p50:.2} | {:.1} % | {difference:.3} | {:.1} % |",
                     latencies.len(),
                     percentile(&latencies, 0.99),
-                    100.0 * (1.0 - direct_p50 / p50)
+                    100.0 * (1.0 - direct_p50 / p50),
+                    100.0 * difference / (direct_p50 + difference)
                 );
                 accounts.push((format!("{name}, {client}, {turns}"), stages));
             }
         }
         let (latencies, throughput) = common::load_with_headers(&gateway, path, headers, body, 8, duration);
         println!(
-            "| {name} | ureq | - | 8 | {} | {:.2} | {:.2} | {throughput:.1} | - | - |",
+            "| {name} | ureq | - | 8 | {} | {:.2} | {:.2} | {throughput:.1} | - | - | - | - |",
             latencies.len(),
             percentile(&latencies, 0.5),
             percentile(&latencies, 0.99)
@@ -310,7 +327,8 @@ fn main() {
         assert_eq!(floor_client.post(path, &binary_headers, &binary).0, 200);
         String::new()
     };
-    let (floor_times, direct_times, _) = side_by_side(&graph, &image, &mut by_floor, 1, duration / 2);
+    let Turns { http: floor_times, direct: direct_times, .. } =
+        side_by_side(&graph, &image, &mut by_floor, 1, duration / 2);
     let (floor_p50, direct_p50) = (percentile(&floor_times, 0.5), percentile(&direct_times, 0.5));
     println!();
     println!(

@@ -25,8 +25,6 @@ use serde::{Deserialize, Serialize};
 
 use vocab::Vocab;
 
-/// Line i is token i; line 0 is `<pad>`, line 1 `<unk>`.
-static VOCAB: &str = include_str!("../../../models/wordlm/vocab.txt");
 const DEFAULT_MODEL: &str = "wordlm";
 const DEFAULT_K: i64 = 5;
 const MAX_K: i64 = 50;
@@ -104,7 +102,7 @@ pub fn handle(req: Request) -> Result<Response, HttpError> {
     choice.name = body.model.unwrap_or(choice.name);
     choice.backend = body.backend.or(choice.backend);
 
-    let vocab = Vocab::new(VOCAB);
+    let vocab = Vocab::shipped();
     let query = build_query(&vocab, &text);
     let model = choice.load()?;
     let logits = model.run_f32(&[Tensor::i32(&[1, CONTEXT], &query.context)])?;

@@ -1,10 +1,14 @@
-//! The vocabulary: line i of vocab.txt is token i. Built once per request (every request is a
-//! fresh instance), so it is kept cheap: borrowed lines and one hash map with a fast hasher.
+//! The vocabulary: line i of vocab.txt is token i. Every request is a fresh instance, so the
+//! shipped vocabulary is not built at run time: `build.rs` compiles it into two static tables
+//! (the tokens by id, the ids by text), and a lookup is a binary search.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::borrow::Cow;
 
 use crate::tokenize::is_punct;
+
+mod tables {
+    include!(concat!(env!("OUT_DIR"), "/vocab_tables.rs"));
+}
 
 /// `<pad>`: left padding of the context.
 pub const PAD: usize = 0;
@@ -12,27 +16,49 @@ pub const PAD: usize = 0;
 pub const UNK: usize = 1;
 
 pub struct Vocab<'a> {
-    tokens: Vec<&'a str>,
-    ids: HashMap<&'a str, usize, BuildHasherDefault<Fnv1a>>,
+    /// Token i at index i.
+    tokens: Cow<'a, [&'a str]>,
+    /// The ids, ordered by their token's text (ties by id).
+    by_text: Cow<'a, [u16]>,
+}
+
+impl Vocab<'static> {
+    /// The vocabulary of the wordlm model, as compiled in.
+    pub fn shipped() -> Self {
+        Vocab {
+            tokens: Cow::Borrowed(&tables::TOKENS),
+            by_text: Cow::Borrowed(&tables::BY_TEXT),
+        }
+    }
 }
 
 impl<'a> Vocab<'a> {
+    /// A vocabulary from text, one token a line, built at run time (what `build.rs` does for
+    /// the shipped one).
+    #[cfg(test)]
     pub fn new(text: &'a str) -> Vocab<'a> {
         let tokens: Vec<&str> = text.lines().collect();
-        let mut ids = HashMap::with_capacity_and_hasher(tokens.len(), Default::default());
-        for (id, &token) in tokens.iter().enumerate() {
-            // The first occurrence wins, should a token ever repeat.
-            ids.entry(token).or_insert(id);
+        let mut by_text: Vec<u16> = (0..tokens.len())
+            .map(|id| u16::try_from(id).unwrap())
+            .collect();
+        by_text.sort_by(|&a, &b| tokens[a as usize].cmp(tokens[b as usize]).then(a.cmp(&b)));
+        Vocab {
+            tokens: Cow::Owned(tokens),
+            by_text: Cow::Owned(by_text),
         }
-        Vocab { tokens, ids }
     }
 
     pub fn len(&self) -> usize {
         self.tokens.len()
     }
 
+    /// The id of `token`: the first line that holds it.
     pub fn id(&self, token: &str) -> Option<usize> {
-        self.ids.get(token).copied()
+        let first = self
+            .by_text
+            .partition_point(|&id| self.tokens[usize::from(id)] < token);
+        let id = usize::from(*self.by_text.get(first)?);
+        (self.tokens[id] == token).then_some(id)
     }
 
     pub fn token(&self, id: usize) -> &'a str {
@@ -42,30 +68,6 @@ impl<'a> Vocab<'a> {
     /// Whether token `id` may be suggested: not `<pad>`, `<unk>` or punctuation.
     pub fn is_word(&self, id: usize) -> bool {
         id != PAD && id != UNK && !is_punct(self.tokens[id])
-    }
-}
-
-/// FNV-1a: short keys, no untrusted flooding concern (the keys are the vocabulary), and much
-/// cheaper than SipHash for the 6000 inserts every request makes.
-#[derive(Default)]
-pub struct Fnv1a(u64);
-
-impl Hasher for Fnv1a {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
-        for &b in bytes {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-        self.0 = h;
     }
 }
 
@@ -80,16 +82,26 @@ mod tests {
         assert_eq!(v.id("the"), Some(3));
         assert_eq!(v.id("miss"), Some(5));
         assert_eq!(v.id("mis"), None);
+        assert_eq!(v.id("zzz"), None);
+        assert_eq!(v.id(""), None);
         assert_eq!(v.token(5), "miss");
         assert!(!v.is_word(PAD) && !v.is_word(UNK) && !v.is_word(2));
         assert!(v.is_word(3));
     }
 
     #[test]
-    fn the_shipped_vocabulary_has_its_specials_first() {
-        let v = Vocab::new(crate::VOCAB);
-        assert_eq!(v.token(PAD), "<pad>");
-        assert_eq!(v.token(UNK), "<unk>");
-        assert!(v.len() > 100);
+    fn the_shipped_tables_are_the_vocabulary_file() {
+        let text = include_str!("../../../models/wordlm/vocab.txt");
+        let (shipped, read) = (Vocab::shipped(), Vocab::new(text));
+        assert_eq!(shipped.len(), read.len());
+        assert_eq!(shipped.token(PAD), "<pad>");
+        assert_eq!(shipped.token(UNK), "<unk>");
+        assert!(shipped.len() > 100);
+        for (line, token) in text.lines().enumerate() {
+            assert_eq!(shipped.token(line), token);
+            let first = text.lines().position(|t| t == token).unwrap();
+            assert_eq!(shipped.id(token), Some(first), "{token:?}");
+        }
+        assert_eq!(shipped.id("not-a-word-of-it"), None);
     }
 }

@@ -1,0 +1,42 @@
+//! Turns the model's vocabulary (line i of `vocab.txt` is token i) into static tables compiled
+//! into the app: the tokens in id order, and their ids in the order of their text. Every
+//! request is a fresh instance, so a vocabulary built at run time (6000 lines split, a hash
+//! map of 6000 entries in fresh memory) was built again for each one.
+
+use std::fmt::Write;
+
+fn main() {
+    let source = "../../models/wordlm/vocab.txt";
+    println!("cargo:rerun-if-changed={source}");
+    let text = std::fs::read_to_string(source).expect("reads models/wordlm/vocab.txt");
+    let tokens: Vec<&str> = text.lines().collect();
+    assert!(u16::try_from(tokens.len()).is_ok(), "ids are kept as u16");
+    // Ties (a token repeated) by id, so that a lookup finds the first occurrence.
+    let mut by_text: Vec<usize> = (0..tokens.len()).collect();
+    by_text.sort_by(|&a, &b| tokens[a].cmp(tokens[b]).then(a.cmp(&b)));
+
+    let mut out = String::new();
+    writeln!(
+        out,
+        "pub(crate) static TOKENS: [&str; {}] = [",
+        tokens.len()
+    )
+    .unwrap();
+    for token in &tokens {
+        // Debug of a str is a valid Rust string literal, escapes included.
+        writeln!(out, "    {token:?},").unwrap();
+    }
+    writeln!(out, "];").unwrap();
+    writeln!(
+        out,
+        "pub(crate) static BY_TEXT: [u16; {}] = [",
+        tokens.len()
+    )
+    .unwrap();
+    for id in &by_text {
+        writeln!(out, "    {id},").unwrap();
+    }
+    writeln!(out, "];").unwrap();
+    let path = std::path::Path::new(&std::env::var("OUT_DIR").unwrap()).join("vocab_tables.rs");
+    std::fs::write(path, out).expect("writes the tables");
+}

@@ -161,6 +161,20 @@ fn wasi_nn_resolves_only_declared_models() {
     gateway.kill();
 }
 
+/// Reads a request's head from `stream`: the path of its request line (None if no request came).
+fn request_path(stream: impl std::io::Read) -> Option<String> {
+    let mut reader = BufReader::new(stream);
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line).is_err() || request_line.is_empty() {
+        return None;
+    }
+    let mut line = String::new();
+    while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+        line.clear();
+    }
+    Some(request_line.split_whitespace().nth(1).unwrap_or("?").to_string())
+}
+
 /// An upstream HTTP server on loopback that counts its connections and answers each request
 /// with a body naming the path it was asked for.
 fn upstream() -> (u16, Arc<AtomicUsize>) {
@@ -172,16 +186,7 @@ fn upstream() -> (u16, Arc<AtomicUsize>) {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
             counter.fetch_add(1, Ordering::SeqCst);
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut request_line = String::new();
-            if reader.read_line(&mut request_line).is_err() {
-                continue;
-            }
-            let mut line = String::new();
-            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-                line.clear();
-            }
-            let path = request_line.split_whitespace().nth(1).unwrap_or("?").to_string();
+            let Some(path) = request_path(stream.try_clone().unwrap()) else { continue };
             let body = format!("upstream saw {path}");
             let _ =
                 write!(stream, "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
@@ -247,19 +252,10 @@ fn tls_upstream(certificate: &Path, key: &Path) -> (u16, Arc<AtomicUsize>) {
         for stream in listener.incoming() {
             let Ok(stream) = stream else { continue };
             let mut tls = rustls::StreamOwned::new(rustls::ServerConnection::new(config.clone()).unwrap(), stream);
-            let mut reader = BufReader::new(&mut tls);
             // The handshake happens in the first read: a client that refuses the certificate
-            // ends it here, before any request.
-            let mut request_line = String::new();
-            if reader.read_line(&mut request_line).is_err() || request_line.is_empty() {
-                continue;
-            }
-            let mut line = String::new();
-            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-                line.clear();
-            }
+            // ends it there, before any request.
+            let Some(path) = request_path(&mut tls) else { continue };
             counter.fetch_add(1, Ordering::SeqCst);
-            let path = request_line.split_whitespace().nth(1).unwrap_or("?").to_string();
             let body = format!("upstream saw {path} over TLS");
             let _ = write!(tls, "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
             tls.conn.send_close_notify();

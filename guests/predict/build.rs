@@ -16,27 +16,28 @@ fn main() {
     by_text.sort_by(|&a, &b| tokens[a].cmp(tokens[b]).then(a.cmp(&b)));
 
     let mut out = String::new();
-    writeln!(
-        out,
-        "pub(crate) static TOKENS: [&str; {}] = [",
-        tokens.len()
-    )
-    .unwrap();
-    for token in &tokens {
-        // Debug of a str is a valid Rust string literal, escapes included.
-        writeln!(out, "    {token:?},").unwrap();
-    }
-    writeln!(out, "];").unwrap();
-    writeln!(
-        out,
-        "pub(crate) static BY_TEXT: [u16; {}] = [",
-        tokens.len()
-    )
-    .unwrap();
-    for id in &by_text {
-        writeln!(out, "    {id},").unwrap();
-    }
-    writeln!(out, "];").unwrap();
+    // Debug of a str is a valid Rust string literal, escapes included.
+    table(
+        &mut out,
+        "TOKENS",
+        "&str",
+        tokens.iter().map(|token| format!("{token:?}")),
+    );
+    table(
+        &mut out,
+        "BY_TEXT",
+        "u16",
+        by_text.iter().map(|id| id.to_string()),
+    );
     let path = std::path::Path::new(&std::env::var("OUT_DIR").unwrap()).join("vocab_tables.rs");
     std::fs::write(path, out).expect("writes the tables");
+}
+
+/// Appends `pub(crate) static NAME: [TYPE; N] = [...];` with the given items.
+fn table(out: &mut String, name: &str, ty: &str, items: impl ExactSizeIterator<Item = String>) {
+    writeln!(out, "pub(crate) static {name}: [{ty}; {}] = [", items.len()).unwrap();
+    for item in items {
+        writeln!(out, "    {item},").unwrap();
+    }
+    writeln!(out, "];").unwrap();
 }

@@ -336,6 +336,29 @@ fn main() {
         percentile(&floor_times, 0.99),
         100.0 * floor_p50 / (direct_p50 + floor_p50)
     );
+    // Decoding alone, in this process: what a JSON image costs before any HTTP, flat (as
+    // tritonclient sends it) and nested [1][3][224][224].
+    let nested: Vec<Vec<Vec<&[f32]>>> =
+        vec![image.chunks(224 * 224).map(|plane| plane.chunks(224).collect()).collect()];
+    let nested = serde_json::json!({
+        "inputs": [{"name": "input", "shape": SHAPE, "datatype": "FP32", "data": nested}],
+    })
+    .to_string()
+    .into_bytes();
+    for (form, body) in [("flat", &json), ("nested", &nested)] {
+        let times: Vec<f64> = (0..40)
+            .map(|_| {
+                let started = Instant::now();
+                let decoded = edgenn::oip::decode(body, None).expect("decodes");
+                assert_eq!(decoded.inputs[0].tensor.data.len(), image.len() * 4);
+                started.elapsed().as_secs_f64() * 1e3
+            })
+            .collect();
+        println!(
+            "The JSON image decoded in process ({form}, oip::decode): p50 {:.3} ms",
+            percentile(&sorted(times), 0.5)
+        );
+    }
     // The protocol without the inference: the same binary request to a model that does not
     // exist is read and decoded like the others, then answered 404; back to back, and each
     // after a direct run (the gateway idle for an inference's length, as with `turns` 1).

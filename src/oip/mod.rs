@@ -489,6 +489,33 @@ mod tests {
     }
 
     #[test]
+    fn json_data_may_nest_and_an_element_that_is_not_its_datatype_is_named() {
+        let input = |datatype: &str, data: Value| {
+            let shape = [2, 1, 2];
+            json(serde_json::json!({"inputs": [{"name": "x", "shape": shape, "datatype": datatype, "data": data}]}))
+        };
+        // Deep, ragged-looking but row-major nesting; integers where floats go.
+        let decoded = decode(&input("FP64", serde_json::json!([[[1, 2.5]], [[-3], [4e2]]])), None).unwrap();
+        assert_eq!(bytemuck::pod_collect_to_vec::<u8, f64>(&decoded.inputs[0].tensor.data), [1.0, 2.5, -3.0, 400.0]);
+        let decoded = decode(&input("UINT8", serde_json::json!([0, 1, 2, 255])), None).unwrap();
+        assert_eq!(decoded.inputs[0].tensor.data, [0, 1, 2, 255]);
+        for (datatype, data, shown) in [
+            ("FP32", serde_json::json!([1, "2", 3, 4]), "element 1 (\"2\")"),
+            ("FP32", serde_json::json!([1, 2, true, 4]), "element 2 (true)"),
+            ("INT32", serde_json::json!([1, 2, 3, null]), "element 3 (null)"),
+            ("INT64", serde_json::json!([1, {"a": 1}, 3, 4]), "element 1 ({\"a\":1})"),
+            ("INT64", serde_json::json!([1, 2, 3, u64::MAX]), "element 3 (18446744073709551615)"),
+            ("UINT8", serde_json::json!([1, 2, -3, 4]), "element 2 (-3)"),
+            ("UINT8", serde_json::json!([1, 2, 3, 256]), "element 3 (256)"),
+        ] {
+            let error = decode(&input(datatype, data), None).unwrap_err().to_string();
+            assert!(error.contains(shown) && error.contains(datatype), "{error}");
+        }
+        let error = decode(&input("FP32", serde_json::json!([1, 2, 3])), None).unwrap_err().to_string();
+        assert!(error.contains("the data has 3"), "{error}");
+    }
+
+    #[test]
     fn bad_requests_say_what_is_wrong() {
         let cases = [
             (

@@ -34,7 +34,8 @@ pub enum OipError {
     BackendUnavailable { model: String, backend: BackendKind, why: String },
     #[error("model {0:?} could not be loaded")]
     Load(String, #[source] NnError),
-    #[error("the body is over the limit of {0} bytes")]
+    /// The same words as the gateway's other 413s (`ApiError::PayloadTooLarge`).
+    #[error("the request body is larger than the limit of {0} bytes")]
     TooLarge(usize),
     #[error("the inference did not finish before the deadline")]
     Deadline,
@@ -82,9 +83,24 @@ pub struct Decoded {
 /// Parses a whole request body: all JSON, or (`header_length`, from [`HEADER_LENGTH`]) that
 /// many bytes of JSON followed by the inputs' binary data in the order the inputs are listed.
 pub fn decode(body: &[u8], header_length: Option<usize>) -> Result<Decoded, OipError> {
-    // All of it at once: the sizes the inputs declare are checked against what is there.
-    BodyDecoder { header_length, limit: usize::MAX, received: body.len(), state: Body::Buffered(body.to_vec()) }
-        .finish()
+    whole(body, header_length)?.into_decoded()
+}
+
+/// The JSON part of a whole body and its binary data: the sizes the inputs declare are
+/// checked against what is there.
+fn whole(body: &[u8], header_length: Option<usize>) -> Result<BinaryInputs, OipError> {
+    let (json, binary) = match header_length {
+        Some(length) if length > body.len() => {
+            return Err(bad(format!("{HEADER_LENGTH} is {length} but the body has only {} bytes", body.len())));
+        }
+        Some(length) => body.split_at(length),
+        None => (body, &[][..]),
+    };
+    let mut inputs = BinaryInputs::declared_by(json, binary.len(), |declared| {
+        bad(format!("the inputs declare {declared} bytes of binary data; the body has {} after its JSON", binary.len()))
+    })?;
+    inputs.fill(binary);
+    Ok(inputs)
 }
 
 /// The largest JSON part parsed as soon as it has arrived, on the async executor: a header
@@ -130,7 +146,8 @@ impl BodyDecoder {
         if let Body::Buffered(buffer) = &mut self.state {
             match self.header_length {
                 Some(length) if length <= STREAMED_HEADER_MAX => {
-                    let (head, rest) = chunk.split_at((length - buffer.len().min(length)).min(chunk.len()));
+                    // Until the JSON part is in, the buffer holds less than `length`.
+                    let (head, rest) = chunk.split_at((length - buffer.len()).min(chunk.len()));
                     buffer.extend_from_slice(head);
                     chunk = rest;
                     if buffer.len() < length {
@@ -155,30 +172,10 @@ impl BodyDecoder {
     /// The request, once the whole body has been pushed. Blocking for a body that is all JSON:
     /// call it off the async executor.
     pub fn finish(self) -> Result<Decoded, OipError> {
-        let inputs = match self.state {
-            Body::Streaming(inputs) => inputs,
-            Body::Buffered(body) => {
-                let (json, binary) = match self.header_length {
-                    Some(length) if length > body.len() => {
-                        return Err(bad(format!(
-                            "{HEADER_LENGTH} is {length} but the body has only {} bytes",
-                            body.len()
-                        )));
-                    }
-                    Some(length) => body.split_at(length),
-                    None => (&body[..], &[][..]),
-                };
-                let mut inputs = BinaryInputs::declared_by(json, binary.len(), |declared| {
-                    bad(format!(
-                        "the inputs declare {declared} bytes of binary data; the body has {} after its JSON",
-                        binary.len()
-                    ))
-                })?;
-                inputs.fill(binary);
-                inputs
-            }
-        };
-        inputs.into_decoded()
+        match self.state {
+            Body::Streaming(inputs) => inputs.into_decoded(),
+            Body::Buffered(body) => decode(&body, self.header_length),
+        }
     }
 }
 

@@ -86,7 +86,7 @@ impl RawClient {
 
     /// POSTs `body`; returns the status and the `server-timing` header (empty if none).
     fn post(&mut self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
-        use std::io::{Read, Write};
+        use std::io::Write;
         let mut request = format!("POST {path} HTTP/1.1\r\nhost: {}\r\ncontent-length: {}\r\n", self.host, body.len());
         for (name, value) in headers {
             request.push_str(&format!("{name}: {value}\r\n"));
@@ -96,27 +96,37 @@ impl RawClient {
         bytes.extend_from_slice(body);
         self.stream.write_all(&bytes).expect("sends");
         let mut answer = Vec::new();
-        let mut chunk = [0u8; 16 << 10];
-        let mut expected = None;
-        loop {
-            if expected.is_none()
-                && let Some(end) = answer.windows(4).position(|w| w == b"\r\n\r\n")
-            {
-                let head = String::from_utf8_lossy(&answer[..end]).to_string();
-                let length: usize = header(&head, "content-length").parse().expect("a content-length");
-                expected = Some((end + 4 + length, head));
-            }
-            if let Some((total, head)) = &expected
-                && answer.len() >= *total
-            {
-                assert_eq!(answer.len(), *total, "one answer at a time");
-                let status = head[9..12].parse().expect("a status");
-                return (status, header(head, "server-timing"));
-            }
-            match self.stream.read(&mut chunk).expect("reads") {
-                0 => panic!("the gateway closed the connection"),
-                n => answer.extend_from_slice(&chunk[..n]),
-            }
+        let (head, total) =
+            read_message(&mut self.stream, &mut answer, &mut [0u8; 16 << 10]).expect("the gateway answers");
+        assert!(!header(&head, "content-length").is_empty(), "a content-length: {head}");
+        assert_eq!(answer.len(), total, "one answer at a time");
+        let status = head[9..12].parse().expect("a status");
+        (status, header(&head, "server-timing"))
+    }
+}
+
+/// Reads one HTTP message from `stream` into `message`, `chunk` at a time: its head, then as
+/// many bytes as its `content-length` says. Gives the head and the message's length, or None if
+/// the connection ended first.
+fn read_message(stream: &mut impl std::io::Read, message: &mut Vec<u8>, chunk: &mut [u8]) -> Option<(String, usize)> {
+    message.clear();
+    let mut expected: Option<(String, usize)> = None;
+    loop {
+        if expected.is_none()
+            && let Some(end) = message.windows(4).position(|w| w == b"\r\n\r\n")
+        {
+            let head = String::from_utf8_lossy(&message[..end]).into_owned();
+            let length = header(&head, "content-length").parse::<usize>().unwrap_or(0);
+            expected = Some((head, end + 4 + length));
+        }
+        if let Some((_, total)) = &expected
+            && message.len() >= *total
+        {
+            return expected;
+        }
+        match stream.read(chunk) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => message.extend_from_slice(&chunk[..n]),
         }
     }
 }
@@ -126,7 +136,7 @@ impl RawClient {
 /// the client is what this machine charges for the exchange itself (the copies through the
 /// kernel, and waking the sleeping thread on each side), which no gateway can go under.
 fn floor_server() -> String {
-    use std::io::{Read, Write};
+    use std::io::Write;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
     let address = listener.local_addr().expect("an address").to_string();
     std::thread::spawn(move || {
@@ -135,24 +145,7 @@ fn floor_server() -> String {
             stream.set_nodelay(true).expect("nodelay");
             let answer = [b"HTTP/1.1 200 OK\r\ncontent-length: 4096\r\n\r\n".as_slice(), &[0u8; 4096]].concat();
             let (mut request, mut chunk) = (Vec::new(), vec![0u8; 64 << 10]);
-            'requests: loop {
-                request.clear();
-                let total = loop {
-                    if let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") {
-                        let head = String::from_utf8_lossy(&request[..end]).to_string();
-                        break end + 4 + header(&head, "content-length").parse::<usize>().unwrap_or(0);
-                    }
-                    match stream.read(&mut chunk) {
-                        Ok(0) | Err(_) => break 'requests,
-                        Ok(n) => request.extend_from_slice(&chunk[..n]),
-                    }
-                };
-                while request.len() < total {
-                    match stream.read(&mut chunk) {
-                        Ok(0) | Err(_) => break 'requests,
-                        Ok(n) => request.extend_from_slice(&chunk[..n]),
-                    }
-                }
+            while read_message(&mut stream, &mut request, &mut chunk).is_some() {
                 if stream.write_all(&answer).is_err() {
                     break;
                 }

@@ -183,12 +183,6 @@ impl TlsRoots {
     }
 }
 
-impl std::fmt::Debug for TlsRoots {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("TlsRoots")
-    }
-}
-
 impl OutboundPolicy {
     fn allows(&self, uri: &http::Uri) -> bool {
         let (Some(scheme), Some(host)) = (uri.scheme_str(), uri.host()) else { return false };

@@ -5,15 +5,16 @@
 
 use std::fmt::Write;
 
+#[path = "src/order.rs"]
+mod order;
+
 fn main() {
     let source = "../../models/wordlm/vocab.txt";
     println!("cargo:rerun-if-changed={source}");
     let text = std::fs::read_to_string(source).expect("reads models/wordlm/vocab.txt");
     let tokens: Vec<&str> = text.lines().collect();
     assert!(u16::try_from(tokens.len()).is_ok(), "ids are kept as u16");
-    // Ties (a token repeated) by id, so that a lookup finds the first occurrence.
-    let mut by_text: Vec<usize> = (0..tokens.len()).collect();
-    by_text.sort_by(|&a, &b| tokens[a].cmp(tokens[b]).then(a.cmp(&b)));
+    let by_text = order::ids_by_text(&tokens);
 
     let mut out = String::new();
     // Debug of a str is a valid Rust string literal, escapes included.

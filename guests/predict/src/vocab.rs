@@ -6,6 +6,10 @@ use std::borrow::Cow;
 
 use crate::tokenize::is_punct;
 
+#[cfg(test)]
+#[path = "order.rs"]
+mod order;
+
 mod tables {
     include!(concat!(env!("OUT_DIR"), "/vocab_tables.rs"));
 }
@@ -38,10 +42,10 @@ impl<'a> Vocab<'a> {
     #[cfg(test)]
     pub fn new(text: &'a str) -> Vocab<'a> {
         let tokens: Vec<&str> = text.lines().collect();
-        let mut by_text: Vec<u16> = (0..tokens.len())
+        let by_text = order::ids_by_text(&tokens)
+            .into_iter()
             .map(|id| u16::try_from(id).unwrap())
-            .collect();
-        by_text.sort_by(|&a, &b| tokens[a as usize].cmp(tokens[b as usize]).then(a.cmp(&b)));
+            .collect::<Vec<_>>();
         Vocab {
             tokens: Cow::Owned(tokens),
             by_text: Cow::Owned(by_text),

@@ -10,6 +10,12 @@
 //!
 //! Run: `cargo bench --bench components` (after `scripts/setup.sh`, which builds the components).
 //! `EDGENN_BENCH_SECONDS` sets the duration of each HTTP run (default 10).
+//!
+//! `instructions-wagi` and `instructions-component` (named alone) run `EDGENN_BENCH_RUNS`
+//! type-ahead requests of one build in-process and nothing else, for
+//! `valgrind --tool=callgrind`: instructions, unlike seconds, do not move with the machine's
+//! load. Both compile both builds, so the difference of two runs' totals over the runs is
+//! what a component request costs beyond a WAGI one.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -37,10 +43,10 @@ fn percentile(samples: &mut [f64], p: f64) -> f64 {
 /// one per process, as ONNX Runtime allows one environment per process.
 fn in_process() -> (Arc<Runtime>, Arc<AppPolicy>) {
     static SHARED: std::sync::OnceLock<(Arc<Runtime>, Arc<AppPolicy>)> = std::sync::OnceLock::new();
-    SHARED.get_or_init(start_in_process).clone()
+    SHARED.get_or_init(|| start_in_process(RuntimeConfig::default())).clone()
 }
 
-fn start_in_process() -> (Arc<Runtime>, Arc<AppPolicy>) {
+fn start_in_process(config: RuntimeConfig) -> (Arc<Runtime>, Arc<AppPolicy>) {
     let metrics = Arc::new(Metrics::new());
     let mut backends = Backends::default();
     let ort = OrtBackend::new(&repo().join(".edgenn/onnxruntime/libonnxruntime.so.1.31.1"), OrtOptions::default())
@@ -48,7 +54,7 @@ fn start_in_process() -> (Arc<Runtime>, Arc<AppPolicy>) {
     backends.register(ort).register(TractBackend);
     let store = Arc::new(ModelStore::new(backends, 1 << 30, metrics.clone()));
     store.register_all(&repo().join("models")).expect("models");
-    let runtime = Arc::new(Runtime::new(RuntimeConfig::default(), store, metrics).expect("runtime"));
+    let runtime = Arc::new(Runtime::new(config, store, metrics).expect("runtime"));
     let policy = Arc::new(AppPolicy {
         name: "bench".into(),
         memory_bytes: 256 << 20,
@@ -137,6 +143,32 @@ fn type_ahead_in_process() {
         percentile(&mut wagi_alone, 0.5),
         percentile(&mut component_alone, 0.5)
     );
+}
+
+/// `runs` type-ahead requests of one build, in-process, for an instruction count (see the
+/// top of this file). The pool is small because valgrind cannot reserve the default one's
+/// address space (64 slots of 4 GiB memories).
+fn type_ahead_instructions(component: bool, runs: usize) {
+    let config = RuntimeConfig { max_instances: 2, ..RuntimeConfig::default() };
+    let (runtime, policy) = start_in_process(config);
+    let wagi = runtime.compile(&std::fs::read(guest_wasm("predict")).unwrap()).unwrap();
+    let component_module = runtime.compile(&std::fs::read(component_wasm("predict-component")).unwrap()).unwrap();
+    let module = Arc::new(if component { component_module } else { wagi });
+    let tokio = tokio::runtime::Runtime::new().expect("tokio");
+    let worker = tokio.spawn_blocking(move || {
+        let request = GuestRequest {
+            method: "GET".into(),
+            script_name: "/v1/predict".into(),
+            query: "text=she%20was%20not%20acq&k=5".into(),
+            ..GuestRequest::default()
+        };
+        for _ in 0..runs {
+            let run = runtime.run(&module, &policy, request.clone()).expect("runs");
+            assert_eq!(run.response.status, 200);
+        }
+    });
+    tokio.block_on(worker).expect("bench thread");
+    println!("(h'') {runs} type-ahead requests, {}", if component { "component" } else { "WAGI" });
 }
 
 /// `common::load` with JSON bodies.
@@ -288,6 +320,18 @@ fn main() {
     let wanted = |name: &str| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str()));
     let seconds: u64 = std::env::var("EDGENN_BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
     println!("edgenn component benchmarks ({} cores)", std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if let [only] = &filter[..]
+        && let Some(build) = only.strip_prefix("instructions-")
+    {
+        let runs = std::env::var("EDGENN_BENCH_RUNS").ok().and_then(|s| s.parse().ok()).unwrap_or(200);
+        let component = match build {
+            "wagi" => false,
+            "component" => true,
+            other => panic!("instructions-{other}: the builds are instructions-wagi and instructions-component"),
+        };
+        type_ahead_instructions(component, runs);
+        return;
+    }
     if wanted("setup") {
         setup();
     }

@@ -100,20 +100,30 @@ fn setup() {
     }
 }
 
+/// The type-ahead app compiled twice: the WAGI module and the component.
+fn type_ahead_builds(runtime: &Runtime) -> [GuestModule; 2] {
+    [guest_wasm("predict"), component_wasm("predict-component")]
+        .map(|path| runtime.compile(&std::fs::read(path).unwrap()).unwrap())
+}
+
+/// The request the in-process type-ahead runs send (the HTTP runs send the same query).
+fn type_ahead_request() -> GuestRequest {
+    GuestRequest {
+        method: "GET".into(),
+        script_name: "/v1/predict".into(),
+        query: "text=she%20was%20not%20acq&k=5".into(),
+        ..GuestRequest::default()
+    }
+}
+
 /// The type-ahead request in-process, WAGI module against component, interleaved: what the
 /// HTTP edge does not add.
 fn type_ahead_in_process() {
     let (runtime, policy) = in_process();
-    let wagi = Arc::new(runtime.compile(&std::fs::read(guest_wasm("predict")).unwrap()).unwrap());
-    let component = Arc::new(runtime.compile(&std::fs::read(component_wasm("predict-component")).unwrap()).unwrap());
+    let [wagi, component] = type_ahead_builds(&runtime).map(Arc::new);
     let tokio = tokio::runtime::Runtime::new().expect("tokio");
     let worker = tokio.spawn_blocking(move || {
-        let request = GuestRequest {
-            method: "GET".into(),
-            script_name: "/v1/predict".into(),
-            query: "text=she%20was%20not%20acq&k=5".into(),
-            ..GuestRequest::default()
-        };
+        let request = type_ahead_request();
         let time = |module: &GuestModule| {
             let run = runtime.run(module, &policy, request.clone()).expect("runs");
             assert_eq!(run.response.status, 200);
@@ -151,17 +161,11 @@ fn type_ahead_in_process() {
 fn type_ahead_instructions(component: bool, runs: usize) {
     let config = RuntimeConfig { max_instances: 2, ..RuntimeConfig::default() };
     let (runtime, policy) = start_in_process(config);
-    let wagi = runtime.compile(&std::fs::read(guest_wasm("predict")).unwrap()).unwrap();
-    let component_module = runtime.compile(&std::fs::read(component_wasm("predict-component")).unwrap()).unwrap();
+    let [wagi, component_module] = type_ahead_builds(&runtime);
     let module = Arc::new(if component { component_module } else { wagi });
     let tokio = tokio::runtime::Runtime::new().expect("tokio");
     let worker = tokio.spawn_blocking(move || {
-        let request = GuestRequest {
-            method: "GET".into(),
-            script_name: "/v1/predict".into(),
-            query: "text=she%20was%20not%20acq&k=5".into(),
-            ..GuestRequest::default()
-        };
+        let request = type_ahead_request();
         for _ in 0..runs {
             let run = runtime.run(&module, &policy, request.clone()).expect("runs");
             assert_eq!(run.response.status, 200);

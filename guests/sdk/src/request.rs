@@ -1,7 +1,7 @@
 //! The request as the gateway passes it (WAGI/CGI style): body on stdin, the rest in
 //! environment variables.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io::Read;
 
@@ -27,8 +27,11 @@ pub struct Request {
     content_type: Option<String>,
     /// Lower-case names with `-` (`user-agent`), in the order received.
     headers: Vec<(String, String)>,
-    /// Keys as they appear after `EDGENN_CONFIG_` (upper-case, `_`).
-    config: HashMap<String, String>,
+    /// Keys as they appear after `EDGENN_CONFIG_` (upper-case, `_`). A `BTreeMap`, not a
+    /// `HashMap`: std seeds a `HashMap`'s hasher from `random_get`, a host call on every
+    /// request, and in a component the call that sets up the preview1 adapter's state. A
+    /// handful of config keys needs no hashing, and a request needs no random bytes.
+    config: BTreeMap<String, String>,
     body: Vec<u8>,
 }
 

@@ -140,19 +140,41 @@ fn type_ahead_in_process() {
                 component_mixed.push(c);
             }
         }
-        let alone = |module: &GuestModule| (0..1200).map(|_| time(module)).skip(200).collect::<Vec<f64>>();
-        let (wagi_alone, component_alone) = (alone(&wagi), alone(&component));
-        [wagi_mixed, component_mixed, wagi_alone, component_alone]
+        // Alone, the CPU time too: a request runs on this one thread (wasmtime, the guest and
+        // ONNX Runtime), and CPU time moves less with the machine's load than wall time.
+        let alone = |module: &GuestModule| {
+            for _ in 0..200 {
+                time(module);
+            }
+            let cpu_before = thread_cpu_time();
+            let times = (0..1000).map(|_| time(module)).collect::<Vec<f64>>();
+            let cpu =
+                cpu_before.zip(thread_cpu_time()).map(|(before, after)| (after - before).as_secs_f64() * 1e3 / 1000.0);
+            (times, cpu)
+        };
+        let ((wagi_alone, wagi_cpu), (component_alone, component_cpu)) = (alone(&wagi), alone(&component));
+        ([wagi_mixed, component_mixed, wagi_alone, component_alone], [wagi_cpu, component_cpu])
     });
-    let [mut wagi_mixed, mut component_mixed, mut wagi_alone, mut component_alone] =
+    let ([mut wagi_mixed, mut component_mixed, mut wagi_alone, mut component_alone], [wagi_cpu, component_cpu]) =
         tokio.block_on(worker).expect("bench thread");
+    let ms = |cpu: Option<f64>| cpu.map_or("-".to_string(), |cpu| format!("{cpu:.3} ms"));
     println!(
-        "(h') type-ahead in-process, whole request p50: alternating WAGI {:.3} ms, component {:.3} ms; each alone WAGI {:.3} ms, component {:.3} ms",
+        "(h') type-ahead in-process, whole request p50: alternating WAGI {:.3} ms, component {:.3} ms; each alone WAGI {:.3} ms, component {:.3} ms; CPU a request alone (the bench thread) WAGI {}, component {}",
         percentile(&mut wagi_mixed, 0.5),
         percentile(&mut component_mixed, 0.5),
         percentile(&mut wagi_alone, 0.5),
-        percentile(&mut component_alone, 0.5)
+        percentile(&mut component_alone, 0.5),
+        ms(wagi_cpu),
+        ms(component_cpu)
     );
+}
+
+/// The CPU time this thread has run, from the scheduler's own count
+/// (`/proc/thread-self/schedstat`, nanoseconds); `None` where the kernel does not offer it.
+fn thread_cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let nanos = stat.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_nanos(nanos))
 }
 
 /// `runs` type-ahead requests of one build, in-process, for an instruction count (see the

@@ -46,8 +46,9 @@ build() {
 
 # Rust: the crates build as wasm32-wasip1 reactors (cdylib, wasi-libc's reactor start file) with
 # the SDK's `component` feature, in a target directory of their own (so neither that feature nor
-# the start file reaches the WAGI apps' build), and `edgenn componentize` wraps each with the
-# preview1 proxy adapter. scripts/rust-components.sh says which crates are components (and
+# the start file reaches the WAGI apps' build), and `edgenn componentize` makes each a component
+# (with the preview1 proxy adapter only for a module that imports preview1: the SDK defines what
+# std needs, so most need none). scripts/rust-components.sh says which crates are components (and
 # scripts/build-guests.sh leaves those out); each component is named by its package.
 mapfile -t RUST_COMPONENTS < <(scripts/rust-components.sh)
 EDGENN=target/release/edgenn

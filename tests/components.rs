@@ -325,6 +325,50 @@ fn a_component_importing_what_the_host_lacks_is_refused_naming_it() {
     gateway.kill();
 }
 
+#[test]
+fn a_component_panic_reaches_the_gateway_log_through_the_sdk_stderr() {
+    // The SDK writes std's stderr itself (guests/sdk/src/preview1.rs) rather than through the
+    // preview1 adapter: a panic's message must still reach the gateway's log.
+    let data = scratch("panic");
+    let args = ["--no-warm-up", "--data-dir", data.to_str().unwrap(), "--admin-token", TOKEN];
+    let gateway = Gateway::start_logged(&[], &args);
+    let probe = std::fs::read(component_wasm("component-probe")).unwrap();
+    let (status, json) = deploy(&gateway, "probe", &probe_manifest("probe", ""), &probe, &[]);
+    assert_eq!(status, 201, "{json}");
+    let message = format!("probe-panic-{}", std::process::id());
+    let (status, json) = get(&gateway, &format!("/apps/probe/panic?message={message}"));
+    assert_eq!((status, json["kind"].as_str()), (500, Some("guest_failed")), "{json}");
+    assert!(!json.to_string().contains(&message), "the guest's stderr is logged, not sent: {json}");
+    // The gateway logs a failed instance's stderr (over several lines) before it answers.
+    let log = gateway.log();
+    assert!(
+        log.split_once("guest stderr app=probe").is_some_and(|(_, stderr)| stderr.contains(&message)),
+        "the panic message is in the gateway's log:\n{log}"
+    );
+    let (status, _) = get(&gateway, "/apps/probe/echo");
+    assert_eq!(status, 200, "the gateway keeps serving");
+    gateway.kill();
+}
+
+#[test]
+fn the_sdk_component_apps_import_no_preview1_so_need_no_adapter() {
+    // The SDK defines the preview1 functions std and wasi-libc link (guests/sdk/src/preview1.rs),
+    // so its apps' modules import none and `edgenn componentize` adds no adapter to them.
+    let engine = wasmtime::Engine::default();
+    for module in ["predict_component", "my_component"] {
+        let path = repo().join("guests/target/component-build/wasm32-wasip1/release").join(format!("{module}.wasm"));
+        let bytes = std::fs::read(&path)
+            .unwrap_or_else(|e| panic!("{}: {e} (run scripts/build-components.sh)", path.display()));
+        let module = wasmtime::Module::new(&engine, &bytes).unwrap();
+        let preview1: Vec<String> = module
+            .imports()
+            .filter(|import| import.module() == "wasi_snapshot_preview1")
+            .map(|import| import.name().to_string())
+            .collect();
+        assert_eq!(preview1, Vec::<String>::new(), "{} imports preview1", path.display());
+    }
+}
+
 /// A component whose world imports `interface` (one function `get: ty`) beside
 /// wasi:http/incoming-handler, made with wit-component from a dummy module.
 fn component_importing(interface: &str, ty: &str) -> Vec<u8> {

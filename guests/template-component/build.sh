@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds this app into the component its edgenn.toml names (`wasm`), with an edgenn checkout:
 # its guest toolchain (scripts/guest-cargo) builds the crate as a wasm32-wasip1 reactor, and its
-# `edgenn componentize` wraps that with the preview1 proxy adapter.
+# `edgenn componentize` makes that a component (with the preview1 proxy adapter only if the
+# module imports preview1).
 #
 #   ./build.sh                              with the checkout this app was made from
 #   EDGENN_HOME=/path/to/edgenn ./build.sh  with another one

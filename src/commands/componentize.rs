@@ -1,8 +1,10 @@
 //! `edgenn componentize MODULE -o COMPONENT`: turns a `wasm32-wasip1` reactor module with
 //! `wit-bindgen` exports (a Rust app built with the guest SDK's `component` feature) into a
-//! `wasi:http/proxy` component, with the preview1 *proxy* adapter that wasmtime publishes
-//! (crate `wasi-preview1-component-adapter-provider`). What `wasm-tools component new
-//! --adapt wasi_snapshot_preview1=<proxy adapter>` does, without another tool to install.
+//! `wasi:http/proxy` component. A module that still imports WASI preview1 gets the preview1
+//! *proxy* adapter that wasmtime publishes (crate `wasi-preview1-component-adapter-provider`);
+//! the SDK's component apps import none (it defines the four std needs, `guests/sdk/src/
+//! preview1.rs`), so theirs have no adapter. What `wasm-tools component new --adapt
+//! wasi_snapshot_preview1=<proxy adapter>` does, without another tool to install.
 
 use anyhow::Context;
 use std::path::PathBuf;
@@ -31,7 +33,8 @@ pub fn execute(args: ComponentizeArgs) -> anyhow::Result<()> {
 }
 
 /// The component for a module: its `component-type` sections say what it imports and exports,
-/// the adapter maps its preview1 imports onto WASI 0.2.
+/// the adapter maps its preview1 imports onto WASI 0.2 (wit-component adds it only when the
+/// module has such imports).
 pub fn componentize(module: &[u8]) -> anyhow::Result<Vec<u8>> {
     wit_component::ComponentEncoder::default()
         .module(module)?

@@ -36,6 +36,8 @@ pub struct Gateway {
     pub base: String,
     child: Child,
     _stdin: Option<ChildStdin>,
+    /// Where the gateway's log (its stderr) goes, for a test that reads it; `None`: inherited.
+    log: Option<PathBuf>,
 }
 
 impl Gateway {
@@ -45,8 +47,25 @@ impl Gateway {
         Gateway::start_with_env(app_dirs, extra, &[])
     }
 
+    /// [`Gateway::start`] with the gateway's log (its stderr) written to a file, for
+    /// [`Gateway::log`].
+    pub fn start_logged(app_dirs: &[&Path], extra: &[&str]) -> Gateway {
+        let log = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("log-{}-{}", std::process::id(), unique()));
+        Gateway::start_inner(app_dirs, extra, &[], Some(log))
+    }
+
+    /// What the gateway has logged so far (only for [`Gateway::start_logged`]).
+    pub fn log(&self) -> String {
+        let path = self.log.as_ref().expect("the gateway was started with start_logged");
+        std::fs::read_to_string(path).unwrap_or_default()
+    }
+
     /// [`Gateway::start`] with variables set in the gateway's environment.
     pub fn start_with_env(app_dirs: &[&Path], extra: &[&str], env: &[(&str, &str)]) -> Gateway {
+        Gateway::start_inner(app_dirs, extra, env, None)
+    }
+
+    fn start_inner(app_dirs: &[&Path], extra: &[&str], env: &[(&str, &str)], log: Option<PathBuf>) -> Gateway {
         let mut args: Vec<String> = ["serve", "--models", "models"].map(String::from).to_vec();
         for dir in app_dirs {
             args.push("--app".into());
@@ -59,15 +78,15 @@ impl Gateway {
             args.extend(["--data-dir".into(), data.display().to_string()]);
         }
         args.extend(extra.iter().map(|s| s.to_string()));
-        Gateway::spawn_with_env(&args, env)
+        Gateway::spawn_inner(&args, env, log)
     }
 
     /// Runs `edgenn ARGS --listen 127.0.0.1:0` and waits until it listens.
     pub fn spawn(args: &[String]) -> Gateway {
-        Gateway::spawn_with_env(args, &[])
+        Gateway::spawn_inner(args, &[], None)
     }
 
-    fn spawn_with_env(args: &[String], env: &[(&str, &str)]) -> Gateway {
+    fn spawn_inner(args: &[String], env: &[(&str, &str)], log: Option<PathBuf>) -> Gateway {
         let ort = repo().join(".edgenn/onnxruntime/libonnxruntime.so.1.31.1");
         assert!(ort.is_file(), "{} is missing: run scripts/install-onnxruntime.sh", ort.display());
         let mut command = Command::new(env!("CARGO_BIN_EXE_edgenn"));
@@ -80,6 +99,9 @@ impl Gateway {
             .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped());
+        if let Some(log) = &log {
+            command.stderr(std::fs::File::create(log).expect("creates the log file"));
+        }
         let mut child = command.spawn().expect("edgenn starts");
         let stdin = child.stdin.take().expect("piped stdin");
         let stdout = child.stdout.take().expect("piped stdout");
@@ -90,7 +112,7 @@ impl Gateway {
             .strip_prefix("edgenn listening on ")
             .unwrap_or_else(|| panic!("gateway did not start ({args:?}); it printed {line:?}"))
             .to_string();
-        Gateway { base, child, _stdin: Some(stdin) }
+        Gateway { base, child, _stdin: Some(stdin), log }
     }
 
     /// Kills the gateway at once (SIGKILL), as a crash would.

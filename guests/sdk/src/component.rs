@@ -12,8 +12,9 @@
 //! fn handle(req: edgenn_guest::Request) -> edgenn_guest::Response { /* as for WAGI */ }
 //! ```
 //!
-//! `scripts/build-components.sh` builds it for `wasm32-wasip1` and `edgenn componentize` wraps
-//! it with the preview1 proxy adapter into a component. Differences from WAGI: the handler is
+//! `scripts/build-components.sh` builds it for `wasm32-wasip1` and `edgenn componentize` makes
+//! it a component (the SDK's own preview1 functions, `preview1.rs`, mean it needs no preview1
+//! adapter unless the app uses more of std). Differences from WAGI: the handler is
 //! called through `wasi:http/incoming-handler` ([`Request::path`] is still the path below the
 //! app's route, from the `edgenn-path-info` header the gateway sets; under another host, the
 //! whole path), and wasi:nn is the WIT interface
@@ -130,7 +131,7 @@ fn read_request(request: IncomingRequest) -> Result<Request, String> {
         ));
     }
     // The app's [config] is the environment, as for WAGI; asked of wasi:cli/environment
-    // directly, since the preview1 proxy adapter gives std no environment.
+    // directly, since std has none here (`preview1.rs`, like the preview1 proxy adapter).
     vars.extend(bindings::wasi::cli::environment::get_environment());
     let body = if empty_body {
         Vec::new()

@@ -48,6 +48,8 @@ mod error;
 pub mod multipart;
 pub mod nn;
 pub mod outbound;
+#[cfg(all(feature = "component", target_arch = "wasm32"))]
+mod preview1;
 mod request;
 mod response;
 

@@ -7,6 +7,8 @@
 //! - `/model?name=M`: loads model M and runs nothing; answers what the host said;
 //! - `/fetch?url=U`: GETs U through wasi:http/outgoing-handler; answers its status and body,
 //!   or the error;
+//! - `/panic?message=M`: panics with M (std writes the message to stderr through the SDK's
+//!   `fd_write`, which the gateway logs when the instance traps);
 //! - anything else: echoes the method, path, query and body length.
 
 use edgenn_guest::nn::Model;
@@ -47,6 +49,7 @@ fn handle(req: Request) -> Response {
                 }
             }
         }
+        "/panic" => panic!("{}", req.query("message").unwrap_or_default()),
         "/fetch" => {
             let url = req.query("url").unwrap_or_default();
             match edgenn_guest::outbound::fetch("GET", &url, b"") {

@@ -342,7 +342,8 @@ fn main() {
         let times: Vec<f64> = (0..40)
             .map(|_| {
                 let started = Instant::now();
-                let decoded = edgenn::oip::decode(body, None).expect("decodes");
+                let decoded = edgenn::oip::decode(body, None, edgenn::http::HttpLimits::default().max_infer_body_bytes)
+                    .expect("decodes");
                 assert_eq!(decoded.inputs[0].tensor.data.len(), image.len() * 4);
                 started.elapsed().as_secs_f64() * 1e3
             })

@@ -9,6 +9,7 @@ use crate::metrics::Metrics;
 use crate::nn::backend::ort::{OrtBackend, OrtOptions};
 use crate::nn::backend::tract::TractBackend;
 use crate::nn::backend::{BackendKind, Backends};
+use crate::nn::load_limit::LoadLimit;
 use crate::nn::manifest::ModelManifest;
 use crate::nn::{ModelStore, describe};
 use crate::persist::VersionStore;
@@ -47,6 +48,11 @@ pub struct ModelsConfig {
     pub cache_bytes: u64,
     /// Load every declared model on every backend at start, in the background.
     pub warm_up: bool,
+    /// This gateway's own binary, to load every model in a child process under
+    /// `max_load_bytes` before it enters the gateway (`nn::load_limit`); `None`: in process.
+    pub loader: Option<PathBuf>,
+    /// The most one model may take in memory while it loads.
+    pub max_load_bytes: u64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -102,7 +108,16 @@ fn backends(models: &ModelsConfig) -> Backends {
 impl Gateway {
     pub fn build(config: &GatewayConfig) -> anyhow::Result<Self> {
         let metrics = Arc::new(Metrics::new());
-        let models = Arc::new(ModelStore::new(backends(&config.models), config.models.cache_bytes, metrics.clone()));
+        let mut store = ModelStore::new(backends(&config.models), config.models.cache_bytes, metrics.clone());
+        if let Some(exe) = &config.models.loader {
+            store = store.with_load_limit(LoadLimit {
+                exe: exe.clone(),
+                max_bytes: config.models.max_load_bytes,
+                ort_library: config.models.ort_library.clone(),
+                ort: config.models.ort,
+            });
+        }
+        let models = Arc::new(store);
         let open = |kind: &str, data: &PathBuf| {
             VersionStore::open(data, kind).with_context(|| format!("opening {}", data.join(kind).display()))
         };

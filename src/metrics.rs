@@ -54,6 +54,17 @@ pub struct Metrics {
     pub fleet_registry_reachable: Gauge<u64, AtomicU64>,
     pub fleet_pulls: Counter,
     pub fleet_pull_failures: Counter,
+    /// Outbound connections components hold open now (connecting, or until their response is
+    /// read or dropped), by app.
+    pub outbound_connections: Family<AppLabels, Gauge>,
+    /// Outbound requests refused because the request or its app held as many connections as
+    /// it may, by app.
+    pub outbound_refused: Family<AppLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AppLabels {
+    pub app: String,
 }
 
 fn latency_histogram() -> Histogram {
@@ -95,6 +106,8 @@ impl Metrics {
             fleet_registry_reachable: Gauge::default(),
             fleet_pulls: Counter::default(),
             fleet_pull_failures: Counter::default(),
+            outbound_connections: Family::default(),
+            outbound_refused: Family::default(),
             registry: Registry::default(),
         };
         registry.register("http_requests", "HTTP requests served by apps, by app and status", metrics.requests.clone());
@@ -165,6 +178,16 @@ impl Metrics {
             "fleet_pull_failures",
             "Fleet references that could not be served at their digest (registry unreachable, digest mismatch, refused)",
             metrics.fleet_pull_failures.clone(),
+        );
+        registry.register(
+            "outbound_connections",
+            "Outbound HTTP connections components hold open, by app",
+            metrics.outbound_connections.clone(),
+        );
+        registry.register(
+            "outbound_refused",
+            "Outbound HTTP requests refused at the connection limit of their request or app, by app",
+            metrics.outbound_refused.clone(),
         );
         Self { registry, ..metrics }
     }

@@ -365,3 +365,25 @@ mod tests {
         let _ = std::fs::remove_dir_all(&root);
     }
 }
+
+/// File names from outside (upload parts, artifact layer titles): whatever the text, what is
+/// stored stays inside its directory.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
+
+        #[test]
+        fn a_stored_name_never_leaves_its_directory(name in "([a-z./\\\\~]|\\.\\.|%2e|\u{0}){0,24}") {
+            if let Some(path) = stored_file_path(&name, &["model.toml"]) {
+                prop_assert!(path.is_relative());
+                prop_assert!(path.components().all(|c| matches!(c, Component::Normal(_))));
+                prop_assert!(!path.components().any(|c| c.as_os_str().to_string_lossy().starts_with('.')));
+                prop_assert_ne!(path, Path::new("model.toml"));
+            }
+        }
+    }
+}

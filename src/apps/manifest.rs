@@ -316,3 +316,34 @@ mod tests {
         assert!(AppManifest::parse(&EXAMPLE.replace("backend = \"ort\"", &big)).is_err());
     }
 }
+
+/// `edgenn.toml` from anywhere (an upload, an artifact): parsing never panics, and what parses
+/// has a valid name, routes that start with `/`, and limits in their bounds.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        #[test]
+        fn any_text_parses_or_is_refused(text in "[ -~\n]{0,300}") {
+            let _ = AppManifest::parse(&text);
+        }
+
+        #[test]
+        fn what_parses_is_within_bounds(name in "[ -~]{0,20}", route in "[ -~]{0,40}", wasm in "[ -~]{0,30}",
+                                        deadline in any::<i64>(), memory in any::<i64>(), origin in "[ -~]{0,40}") {
+            let text = format!(
+                "name = {name:?}\nroutes = [{route:?}]\nwasm = {wasm:?}\nallowed_outbound_hosts = [{origin:?}]\n[limits]\ndeadline_ms = {deadline}\nmemory_mib = {memory}\n"
+            );
+            if let Ok(manifest) = AppManifest::parse(&text) {
+                prop_assert!(is_valid_name(&manifest.name));
+                prop_assert!(manifest.routes.iter().all(|r| r.starts_with('/')));
+                prop_assert!((1..=MAX_DEADLINE_MS).contains(&manifest.limits.deadline_ms));
+                prop_assert!(manifest.outbound_origins().is_ok());
+            }
+        }
+    }
+}

@@ -49,6 +49,10 @@ enum Command {
     New(new::NewArgs),
     /// Turn a wasm32-wasip1 module with wit-bindgen exports into a wasi:http/proxy component.
     Componentize(componentize::ComponentizeArgs),
+    /// Load one model under a memory limit and print what it took (the gateway runs this in a
+    /// child process before a model enters it).
+    #[command(name = "probe-load", hide = true)]
+    ProbeLoad(model::ProbeLoadArgs),
 }
 
 /// Parses the command line and runs the command.
@@ -71,6 +75,7 @@ pub async fn main() -> anyhow::Result<()> {
         Command::Pull(args) => push::pull(args).await,
         Command::New(args) => new::execute(args),
         Command::Componentize(args) => componentize::execute(args),
+        Command::ProbeLoad(args) => model::probe_load(args),
     }
 }
 
@@ -102,9 +107,14 @@ pub struct EngineArgs {
     /// ONNX Runtime intra-op threads per session.
     #[arg(long, env = "EDGENN_ORT_INTRA_THREADS", default_value_t = OrtOptions::default().intra_threads)]
     ort_intra_threads: usize,
-    /// Memory the shared model cache may hold, in MiB.
+    /// Memory the shared model cache may hold, in MiB (each model weighed by what its load
+    /// took, measured).
     #[arg(long, env = "EDGENN_MODEL_CACHE_MIB", default_value_t = 2048)]
     model_cache_mib: u64,
+    /// Memory one model may take while it loads, in MiB: every model is loaded first in a
+    /// child process held to it (422 or a load failure beyond).
+    #[arg(long, env = "EDGENN_MAX_MODEL_LOAD_MIB", default_value_t = 1024)]
+    max_model_load_mib: u64,
     /// Guest instances alive at once; further requests wait.
     #[arg(long, env = "EDGENN_MAX_INSTANCES", default_value_t = RuntimeConfig::default().max_instances)]
     max_instances: u32,
@@ -127,9 +137,23 @@ pub struct EngineArgs {
     /// Seconds a client has to send a request's headers before its connection is closed.
     #[arg(long, env = "EDGENN_HEADER_TIMEOUT_SECS", default_value_t = HttpLimits::default().header_read_timeout.as_secs())]
     header_timeout_secs: u64,
-    /// Seconds a client has to send an app request's body (408 beyond it).
+    /// Seconds a client has to send an app or /v2 request's body (408 beyond it).
     #[arg(long, env = "EDGENN_BODY_TIMEOUT_SECS", default_value_t = HttpLimits::default().body_read_timeout.as_secs())]
     body_timeout_secs: u64,
+    /// Longest wait, in seconds, between two reads of an app or /v2 request's body (408
+    /// beyond it): the rate a body must keep.
+    #[arg(long, env = "EDGENN_BODY_IDLE_TIMEOUT_SECS", default_value_t = HttpLimits::default().body_idle_timeout.as_secs())]
+    body_idle_timeout_secs: u64,
+    /// App and /v2 request bodies one client address may be sending at once (429 beyond it).
+    #[arg(long, env = "EDGENN_MAX_BODIES_PER_CLIENT", default_value_t = HttpLimits::default().max_bodies_per_client)]
+    max_bodies_per_client: usize,
+    /// Connections one client address may hold open at once; beyond it, new ones are closed.
+    #[arg(long, env = "EDGENN_MAX_CONNECTIONS_PER_CLIENT", default_value_t = HttpLimits::default().max_connections_per_client)]
+    max_connections_per_client: usize,
+    /// MiB all app and /v2 request bodies may hold at once, being read or waiting for their
+    /// request to finish (503 beyond it).
+    #[arg(long, env = "EDGENN_MAX_BUFFERED_BODY_MIB", default_value_t = HttpLimits::default().max_buffered_body_bytes >> 20)]
+    max_buffered_body_mib: usize,
     /// Seconds an admin upload may take to arrive (408 beyond it).
     #[arg(long, env = "EDGENN_UPLOAD_TIMEOUT_SECS", default_value_t = HttpLimits::default().upload_read_timeout.as_secs())]
     upload_timeout_secs: u64,
@@ -177,6 +201,8 @@ impl EngineArgs {
                 ort: OrtOptions { sessions_per_model: self.ort_sessions, intra_threads: self.ort_intra_threads },
                 cache_bytes: self.model_cache_mib << 20,
                 warm_up: !self.no_warm_up,
+                loader: Some(std::env::current_exe()?),
+                max_load_bytes: self.max_model_load_mib.max(1) << 20,
             },
             apps: AppsConfig::default(),
             runtime: RuntimeConfig {
@@ -187,6 +213,10 @@ impl EngineArgs {
             http: HttpLimits {
                 header_read_timeout: Duration::from_secs(self.header_timeout_secs.max(1)),
                 body_read_timeout: Duration::from_secs(self.body_timeout_secs.max(1)),
+                body_idle_timeout: Duration::from_secs(self.body_idle_timeout_secs.max(1)),
+                max_bodies_per_client: self.max_bodies_per_client.max(1),
+                max_connections_per_client: self.max_connections_per_client.max(1),
+                max_buffered_body_bytes: self.max_buffered_body_mib.max(1) << 20,
                 upload_read_timeout: Duration::from_secs(self.upload_timeout_secs.max(1)),
                 max_requests_in_flight: self.max_requests_in_flight.max(1),
                 max_connections: self.max_connections.max(1),

@@ -38,6 +38,12 @@ pub enum ApiError {
     UriTooLong(usize),
     #[error("the request body did not arrive within {} s", .0.as_secs())]
     BodyTimeout(Duration),
+    /// A body whose bytes stopped coming: nothing for this long.
+    #[error("the request body stopped arriving: nothing came for {} ms", .0.as_millis())]
+    BodyStalled(Duration),
+    /// One client address sending as many bodies at once as it may.
+    #[error("this client is sending {0} request bodies already: finish one first")]
+    TooManyUploads(usize),
     #[error("the gateway is serving as many requests as it may: retry shortly")]
     Overloaded,
     #[error("missing or wrong bearer token")]
@@ -63,7 +69,8 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::UriTooLong(_) => StatusCode::URI_TOO_LONG,
-            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::BodyTimeout(_) | ApiError::BodyStalled(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::TooManyUploads(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unauthorized | ApiError::AdminDisabled => StatusCode::UNAUTHORIZED,
             ApiError::DeployRefused(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -91,7 +98,8 @@ impl ApiError {
             ApiError::Infer(error) => match error {
                 OipError::UnknownModel(_) => StatusCode::NOT_FOUND,
                 OipError::BadRequest(_) | OipError::BackendUnavailable { .. } => StatusCode::BAD_REQUEST,
-                OipError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+                OipError::OutOfRange(_) => StatusCode::BAD_REQUEST,
+                OipError::TooLarge(_) | OipError::TensorTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
                 OipError::Deadline => StatusCode::GATEWAY_TIMEOUT,
                 OipError::Load(..) | OipError::Inference(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
@@ -111,7 +119,8 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::BadRequest(_) => "bad_request",
             ApiError::UriTooLong(_) => "uri_too_long",
-            ApiError::BodyTimeout(_) => "body_timeout",
+            ApiError::BodyTimeout(_) | ApiError::BodyStalled(_) => "body_timeout",
+            ApiError::TooManyUploads(_) => "too_many_uploads",
             ApiError::Overloaded => "overloaded",
             ApiError::Unauthorized => "unauthorized",
             ApiError::AdminDisabled => "admin_disabled",
@@ -124,7 +133,8 @@ impl ApiError {
                 OipError::UnknownModel(_) => "not_found",
                 OipError::BadRequest(_) => "bad_request",
                 OipError::BackendUnavailable { .. } => "backend_unavailable",
-                OipError::TooLarge(_) => "payload_too_large",
+                OipError::OutOfRange(_) => "value_out_of_range",
+                OipError::TooLarge(_) | OipError::TensorTooLarge { .. } => "payload_too_large",
                 OipError::Deadline => "deadline_exceeded",
                 OipError::Load(..) => "model_load_failed",
                 OipError::Inference(_) => "inference_failed",

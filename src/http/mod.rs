@@ -1,12 +1,15 @@
 //! HTTP edge: routes, request -> guest request, guest response -> HTTP response.
 //!
 //! What an anonymous client can cost the gateway is bounded here: connections and requests in
-//! flight (beyond them: 503 with `Retry-After`, see [`HttpLimits`]), the time to send headers
-//! and bodies (408), the length of the URI (414) and of each app's body (413); an app's turn
-//! is taken before its body is read, so a flood or a stalled upload to one app holds only that
-//! app's turns.
+//! flight (beyond them: 503 with `Retry-After`, see [`HttpLimits`]), connections and bodies
+//! still arriving per client address, the time to send headers and the rate of bodies (408),
+//! the bytes all bodies hold at once, the length of the URI (414) and of each app's body (413).
+//! A body is read ([`body`]) before its request takes an app's turn or an inference slot, so a
+//! client that is slow to send holds nothing other clients need.
 
 pub mod admin;
+pub mod body;
+pub mod clients;
 pub mod error;
 mod openapi;
 mod repository;
@@ -43,8 +46,18 @@ use tower_http::trace::TraceLayer;
 pub struct HttpLimits {
     /// Time for a client to send a request's headers; then the connection is closed.
     pub header_read_timeout: Duration,
-    /// Time for a client to send an app request's whole body (408 beyond it).
+    /// Time for a client to send an app or `/v2` request's whole body (408 beyond it).
     pub body_read_timeout: Duration,
+    /// Longest wait between two reads of an app or `/v2` request's body (408 beyond it): the
+    /// rate a body must keep, as nginx's `client_body_timeout`.
+    pub body_idle_timeout: Duration,
+    /// App and `/v2` bodies arriving at once from one client address; beyond it, 429.
+    pub max_bodies_per_client: usize,
+    /// Bytes all app and `/v2` bodies being read or held for their requests may take at once;
+    /// beyond it, 503.
+    pub max_buffered_body_bytes: usize,
+    /// Connections open at once from one client address; beyond it, new ones are closed.
+    pub max_connections_per_client: usize,
     /// Time for an admin upload's whole body.
     pub upload_read_timeout: Duration,
     /// Requests being served at once, over all apps and endpoints; beyond it, 503 at once.
@@ -57,8 +70,8 @@ pub struct HttpLimits {
     pub max_infer_body_bytes: usize,
     /// Time a `/v2` inference may take, from its body's arrival; beyond it, 504.
     pub infer_deadline: Duration,
-    /// `/v2` inferences buffered or running at once (each holds up to `max_infer_body_bytes`);
-    /// more wait for a turn for at most `infer_deadline`, then get 503.
+    /// `/v2` inferences decoding or running at once; more wait for a turn (with their bodies
+    /// read) for at most `infer_deadline`, then get 503.
     pub max_infers_in_flight: usize,
 }
 
@@ -67,6 +80,12 @@ impl Default for HttpLimits {
         Self {
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
+            body_idle_timeout: Duration::from_secs(10),
+            max_bodies_per_client: 8,
+            // As much as 16 inferences of the largest `/v2` body held before: no more memory
+            // than when the inference slots bounded the bodies.
+            max_buffered_body_bytes: 1 << 30,
+            max_connections_per_client: 256,
             upload_read_timeout: Duration::from_secs(300),
             max_requests_in_flight: 1024,
             max_connections: 4096,
@@ -88,6 +107,8 @@ pub struct HttpState {
     pub limits: Arc<HttpLimits>,
     /// Turns for `/v2` inferences ([`HttpLimits::max_infers_in_flight`]).
     pub infer_turns: Arc<Semaphore>,
+    /// How app and `/v2` bodies are read.
+    pub bodies: Arc<body::BodyGate>,
 }
 
 /// Answers 414 for an over-long URI and 503 beyond the requests in flight, before any routing.
@@ -152,6 +173,7 @@ pub fn router(
             fleet,
             admin,
             infer_turns: Arc::new(Semaphore::new(limits.max_infers_in_flight.max(1))),
+            bodies: Arc::new(body::BodyGate::new(&limits)),
             limits: Arc::new(limits),
         })
 }
@@ -237,8 +259,13 @@ async fn dispatch(
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     let name = app.manifest.name.clone();
-    let response =
-        call_app(state, app, script_name, path_info, request).await.unwrap_or_else(IntoResponse::into_response);
+    let id = next_request_id();
+    let mut response = call_app(state, app, script_name, path_info, request, id.clone())
+        .await
+        .unwrap_or_else(IntoResponse::into_response);
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(HeaderName::from_static("x-request-id"), value);
+    }
     let metrics = state.apps.runtime().metrics();
     let labels = RequestLabels { app: name, status: response.status().as_u16() };
     metrics.requests.get_or_create(&labels).inc();
@@ -252,13 +279,15 @@ async fn call_app(
     script_name: String,
     path_info: String,
     request: Request,
+    id: String,
 ) -> Result<Response, ApiError> {
     let limit = app.max_body_bytes();
     let (parts, body) = request.into_parts();
     refuse_declared_over(&parts.headers, limit)?;
-    // The app's turn first: a body is buffered only for a request that will run.
+    // The body first, at the rate and within the budget every body keeps, then the app's turn:
+    // a client slow to send holds none of the app's turns.
+    let (body, _body_hold) = state.bodies.collect(&parts.extensions, body, limit).await?;
     let turn = app.take_turn().await?;
-    let body = read_body(body, limit, state.limits.body_read_timeout).await?;
     let guest_request = GuestRequest {
         method: parts.method.to_string(),
         script_name,
@@ -266,6 +295,7 @@ async fn call_app(
         query: parts.uri.query().unwrap_or_default().to_string(),
         headers: headers_of(&parts.headers),
         body,
+        id,
     };
     let run = state.apps.call(app, turn, guest_request).await?;
     let guest = run.response;
@@ -289,6 +319,14 @@ async fn call_app(
         headers.insert(HeaderName::from_static("server-timing"), value);
     }
     Ok(response)
+}
+
+/// The gateway's id for an app request, unique in this process: the `x-request-id` of its
+/// answer and the `request` field of its log records. Made here, never taken from the client,
+/// so that a record names the request that made it.
+fn next_request_id() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    format!("{:016x}", NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
 }
 
 fn headers_of(headers: &HeaderMap) -> Vec<(String, String)> {

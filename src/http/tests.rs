@@ -43,6 +43,8 @@ fn router() -> axum::Router {
                     ort: OrtOptions::default(),
                     cache_bytes: 64 << 20,
                     warm_up: false,
+                    loader: None,
+                    max_load_bytes: 0,
                 },
                 apps: AppsConfig { dirs: vec![app], manifests: Vec::new() },
                 runtime: RuntimeConfig { max_instances: 4, ..RuntimeConfig::default() },
@@ -155,6 +157,8 @@ fn v2_gateway(http: HttpLimits) -> Gateway {
             ort: OrtOptions::default(),
             cache_bytes: 256 << 20,
             warm_up: false,
+            loader: None,
+            max_load_bytes: 0,
         },
         apps: AppsConfig { dirs: Vec::new(), manifests: Vec::new() },
         runtime: RuntimeConfig { max_instances: 4, ..RuntimeConfig::default() },
@@ -506,14 +510,15 @@ async fn v2_binary_inputs_declaring_more_than_the_limit_are_413_as_soon_as_the_h
 }
 
 #[tokio::test]
-async fn v2_inferences_beyond_their_turns_wait_then_get_503_without_their_bodies_being_read() {
+async fn v2_a_stalled_upload_holds_no_inference_slot_and_is_cut_off_when_its_bytes_stop() {
     let limits = HttpLimits {
         max_infers_in_flight: 1,
-        infer_deadline: std::time::Duration::from_millis(300),
+        body_idle_timeout: std::time::Duration::from_millis(300),
         ..HttpLimits::default()
     };
     let router = v2_gateway(limits).router();
-    // The one turn, held by an upload that never finishes.
+    // The one inference slot is not taken by an upload that never finishes: bodies are read
+    // before a slot is.
     let stalled = Request::post("/v2/models/wordlm/infer").body(Body::new(StalledBody)).unwrap();
     let holder = tokio::spawn(router.clone().oneshot(stalled));
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -523,15 +528,13 @@ async fn v2_inferences_beyond_their_turns_wait_then_get_503_without_their_bodies
         .oneshot(infer_request("/v2/models/wordlm/infer", serde_json::json!({"inputs": [input]})))
         .await
         .unwrap();
-    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert!(response.headers().contains_key(header::RETRY_AFTER));
-    // Once the stalled upload is gone, its turn is free again.
-    holder.abort();
-    let _ = holder.await;
-    let input = serde_json::json!({"name": "tokens", "shape": [1, 32], "datatype": "INT32", "data": tokens()});
-    let response =
-        router.oneshot(infer_request("/v2/models/wordlm/infer", serde_json::json!({"inputs": [input]}))).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
+    // The stalled upload itself is answered 408 once nothing has come for the idle timeout.
+    let response = holder.await.unwrap().unwrap();
+    assert_eq!(response.status(), StatusCode::REQUEST_TIMEOUT);
+    let json: serde_json::Value =
+        serde_json::from_slice(&axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap()).unwrap();
+    assert_eq!(json["kind"], "body_timeout", "{json}");
 }
 
 fn authorized(method: &str, uri: &str, content_type: Option<&str>, body: Vec<u8>) -> Request<Body> {
@@ -664,6 +667,8 @@ async fn v2_readiness_waits_for_every_declared_model_to_load() {
                 ort: OrtOptions::default(),
                 cache_bytes: 256 << 20,
                 warm_up: true,
+                loader: None,
+                max_load_bytes: 0,
             },
             apps: AppsConfig { dirs: Vec::new(), manifests: vec![(manifest, scratch.clone())] },
             runtime: RuntimeConfig { max_instances: 4, ..RuntimeConfig::default() },

@@ -15,11 +15,10 @@ use crate::oip::{self, DataType, InferRequest, InferResponse, OipError};
 use axum::Json;
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::{Path, Request, State};
+use axum::http::{Extensions, HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use std::time::Instant;
 
@@ -152,13 +151,12 @@ async fn versioned_ready(
 async fn versioned_infer(
     state: State<HttpState>,
     Path((model, version)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Body,
+    request: Request,
 ) -> Response {
     if let Err(error) = check_version(&model, &version) {
         return error.into_response();
     }
-    infer(state, Path(model), headers, body).await
+    infer(state, Path(model), request).await
 }
 
 #[utoipa::path(
@@ -178,9 +176,10 @@ async fn versioned_infer(
         (status = 504, description = "Past the inference deadline", body = ErrorBody),
     )
 )]
-async fn infer(State(state): State<HttpState>, Path(model): Path<String>, headers: HeaderMap, body: Body) -> Response {
+async fn infer(State(state): State<HttpState>, Path(model): Path<String>, request: Request) -> Response {
     let started = Instant::now();
-    let response = match run_infer(&state, &model, &headers, body).await {
+    let (parts, body) = request.into_parts();
+    let response = match run_infer(&state, &model, &parts.headers, &parts.extensions, body).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
     };
@@ -194,7 +193,13 @@ async fn infer(State(state): State<HttpState>, Path(model): Path<String>, header
     response
 }
 
-async fn run_infer(state: &HttpState, model: &str, headers: &HeaderMap, body: Body) -> Result<Response, ApiError> {
+async fn run_infer(
+    state: &HttpState,
+    model: &str,
+    headers: &HeaderMap,
+    extensions: &Extensions,
+    body: Body,
+) -> Result<Response, ApiError> {
     let header_length = match headers.get(oip::HEADER_LENGTH) {
         None => None,
         Some(value) => Some(
@@ -207,34 +212,22 @@ async fn run_infer(state: &HttpState, model: &str, headers: &HeaderMap, body: Bo
     };
     let limit = state.limits.max_infer_body_bytes;
     super::refuse_declared_over(headers, limit)?;
-    // A turn before the body is read: at most `max_infers_in_flight` bodies are buffered, so a
-    // flood of large requests cannot make the gateway hold more than that many of them.
+    // The body first, at the rate and within the budget every body keeps ([`super::body`]),
+    // then an inference slot: a client slow to send holds no slot that other clients need.
+    let reading = Instant::now();
+    let mut decoder = oip::BodyDecoder::new(header_length, limit);
+    let body_hold = state.bodies.read(extensions, body, limit, |chunk| Ok(decoder.push(chunk)?)).await?;
     let turn = tokio::time::timeout(state.limits.infer_deadline, state.infer_turns.clone().acquire_owned())
         .await
         .map_err(|_| ApiError::Overloaded)?
         .map_err(|_| ApiError::Overloaded)?;
-    let reading = Instant::now();
-    let mut decoder = oip::BodyDecoder::new(header_length, limit);
-    let timeout = state.limits.body_read_timeout;
-    tokio::time::timeout(timeout, async {
-        let mut body = body;
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| ApiError::BadRequest(format!("cannot read the request body: {e}")))?;
-            if let Ok(data) = frame.into_data() {
-                decoder.push(&data)?;
-            }
-        }
-        Ok::<_, ApiError>(())
-    })
-    .await
-    .map_err(|_| ApiError::BodyTimeout(timeout))??;
     let read = Instant::now();
     let deadline = read + state.limits.infer_deadline;
     let store = state.apps.runtime().models().clone();
     let name = model.to_string();
     let answer = off_executor(move || -> Result<(Bytes, Option<usize>, String), OipError> {
         // Held until the inference ends, even if the client has gone.
-        let _turn = turn;
+        let (_turn, _body_hold) = (turn, body_hold);
         let started = Instant::now();
         let request = decoder.finish()?;
         let decoded = Instant::now();

@@ -32,6 +32,37 @@ pub struct TensorSpec {
     #[serde(rename = "type")]
     pub element_type: String,
     pub shape: Vec<i64>,
+    /// The values an input can take, both ends included (`range = [0, 5999]`: the token ids of
+    /// a 6000-word vocabulary). A tensor with a value outside it is refused before inference,
+    /// alike on every backend: ONNX Runtime fails on an id past a `Gather`'s table, tract reads
+    /// a negative one from the table's end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub range: Option<[f64; 2]>,
+}
+
+impl TensorSpec {
+    /// The first element of `tensor` outside this input's `range`, with its index.
+    pub fn out_of_range(&self, tensor: &wasmtime_wasi_nn::Tensor) -> Option<(usize, f64)> {
+        use wasmtime_wasi_nn::wit::TensorType;
+        let [min, max] = self.range?;
+        fn values<'a, const N: usize>(
+            data: &'a [u8],
+            f: impl Fn([u8; N]) -> f64 + 'a,
+        ) -> impl Iterator<Item = f64> + 'a {
+            data.chunks_exact(N).map(move |chunk| f(chunk.try_into().expect("chunks of N")))
+        }
+        let mut values: Box<dyn Iterator<Item = f64> + '_> = match tensor.ty {
+            TensorType::Fp32 => Box::new(values(&tensor.data, |b| f64::from(f32::from_le_bytes(b)))),
+            TensorType::Fp64 => Box::new(values(&tensor.data, f64::from_le_bytes)),
+            TensorType::I32 => Box::new(values(&tensor.data, |b| f64::from(i32::from_le_bytes(b)))),
+            TensorType::I64 => Box::new(values(&tensor.data, |b| i64::from_le_bytes(b) as f64)),
+            TensorType::U8 => Box::new(tensor.data.iter().map(|&b| f64::from(b))),
+            // No backend takes half precision from a guest; nothing to check.
+            TensorType::Fp16 | TensorType::Bf16 => return None,
+        };
+        // `contains` is false for NaN: not a value in any range.
+        values.by_ref().enumerate().find(|(_, value)| !(min..=max).contains(value))
+    }
 }
 
 /// A manifest file (a model's `model.toml` or an app's `edgenn.toml`) that cannot be used.
@@ -76,6 +107,16 @@ impl ModelManifest {
         }
         if self.file.is_absolute() || self.file.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
             return Err(format!("model file {:?} must be a relative path inside the model directory", self.file));
+        }
+        for spec in self.inputs.iter().chain(&self.outputs) {
+            if let Some([min, max]) = spec.range
+                && !(min.is_finite() && max.is_finite() && min <= max)
+            {
+                return Err(format!(
+                    "tensor {:?}: range [{min}, {max}] must be two finite numbers, low to high",
+                    spec.name
+                ));
+            }
         }
         Ok(())
     }
@@ -126,6 +167,27 @@ mod tests {
     }
 
     #[test]
+    fn ranges_are_checked_when_read_and_bound_the_values_an_input_takes() {
+        use wasmtime_wasi_nn::Tensor;
+        use wasmtime_wasi_nn::wit::TensorType;
+        let ranged = EXAMPLE.replace("shape = [1, 3, 224, 224]", "shape = [1, 3]\nrange = [0, 5999]");
+        let spec = ModelManifest::parse(&ranged).unwrap().inputs.remove(0);
+        let ids = |values: &[i32]| Tensor::new(vec![1, 3], TensorType::I32, bytemuck::cast_slice(values).to_vec());
+        assert_eq!(spec.out_of_range(&ids(&[0, 17, 5999])), None);
+        assert_eq!(spec.out_of_range(&ids(&[0, 6000, 1])), Some((1, 6000.0)));
+        assert_eq!(spec.out_of_range(&ids(&[0, 1, -1])), Some((2, -1.0)));
+        let floats = Tensor::new(vec![1, 2], TensorType::Fp32, bytemuck::cast_slice(&[1.0f32, f32::NAN]).to_vec());
+        assert_eq!(spec.out_of_range(&floats).map(|(index, _)| index), Some(1));
+        for bad in ["[5999, 0]", "[0]", "[0, nan]", "[\"a\", 1]"] {
+            let text = EXAMPLE.replace("shape = [1, 3, 224, 224]", &format!("shape = [1, 3]\nrange = {bad}"));
+            assert!(ModelManifest::parse(&text).is_err(), "{bad}");
+        }
+        // Without a range, every value is taken.
+        let open = ModelManifest::parse(EXAMPLE).unwrap().inputs.remove(0);
+        assert_eq!(open.out_of_range(&ids(&[i32::MIN])), None);
+    }
+
+    #[test]
     fn names() {
         assert!(is_valid_name("wordlm"));
         assert!(is_valid_name("resnet-50_v1.5"));
@@ -133,5 +195,37 @@ mod tests {
         assert!(!is_valid_name(".hidden"));
         assert!(!is_valid_name("a/b"));
         assert!(!is_valid_name("x@ort"));
+    }
+}
+
+/// `model.toml` from anywhere (an upload, an artifact): parsing never panics, and what parses
+/// names a model by a valid name with a file inside its directory.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        #[test]
+        fn any_text_parses_or_is_refused(text in "[ -~\n]{0,300}") {
+            let _ = ModelManifest::parse(&text);
+        }
+
+        #[test]
+        fn what_parses_is_confined(name in "[ -~]{0,20}", file in "[ -~]{0,30}", backend in "(ort|tract|cuda)",
+                                   low in any::<f64>(), high in any::<f64>()) {
+            let text = format!(
+                "name = {name:?}\nfile = {file:?}\nbackend = {backend:?}\n[[inputs]]\nname = \"x\"\ntype = \"i32\"\nshape = [1]\nrange = [{low:?}, {high:?}]\n"
+            );
+            if let Ok(manifest) = ModelManifest::parse(&text) {
+                prop_assert!(is_valid_name(&manifest.name));
+                prop_assert!(!manifest.file.is_absolute());
+                prop_assert!(!manifest.file.components().any(|c| matches!(c, std::path::Component::ParentDir)));
+                let [min, max] = manifest.inputs[0].range.unwrap();
+                prop_assert!(min <= max);
+            }
+        }
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod backend;
 pub mod limits;
+pub mod load_limit;
 pub mod manifest;
 pub mod registry;
 pub mod store;

@@ -3,8 +3,9 @@
 //! `moka` cache bounded by the bytes they hold. Concurrent first uses of a graph wait for one
 //! load instead of loading twice.
 
-use super::backend::{BackendKind, Backends, Execution, LoadedGraph};
-use super::manifest::{self, ManifestError, ModelManifest};
+use super::backend::{self, BackendKind, Backends, Execution, LoadedGraph};
+use super::load_limit::{LimitError, LoadLimit};
+use super::manifest::{self, ManifestError, ModelManifest, TensorSpec};
 use super::registry::{AppGraphRegistry, ModelAccess};
 use super::{ModelKey, NnError};
 use crate::metrics::{Metrics, ModelLabels};
@@ -62,7 +63,9 @@ pub enum LoadError {
     #[error("the backend is not available: {0}")]
     Unavailable(String),
     #[error(transparent)]
-    Backend(#[from] super::backend::Error),
+    Limit(#[from] LimitError),
+    #[error(transparent)]
+    Backend(#[from] backend::Error),
 }
 
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -88,6 +91,9 @@ pub struct ModelStore {
     backends: Backends,
     next_generation: AtomicU64,
     metrics: Arc<Metrics>,
+    /// Loads each model in a child process under a memory limit first, and weighs its graph by
+    /// what that load measured; `None` (in-process tests): by the file's size.
+    load_limit: Option<LoadLimit>,
 }
 
 impl ModelStore {
@@ -104,7 +110,14 @@ impl ModelStore {
             backends,
             next_generation: AtomicU64::new(1),
             metrics,
+            load_limit: None,
         }
+    }
+
+    /// Loads every model under `limit` (see [`LoadLimit`]) before it enters the process.
+    pub fn with_load_limit(mut self, limit: LoadLimit) -> Self {
+        self.load_limit = Some(limit);
+        self
     }
 
     pub fn backends(&self) -> &Backends {
@@ -270,13 +283,23 @@ impl ModelStore {
     fn load(&self, key: &ModelKey, entry: &CatalogEntry, backend: BackendKind) -> Result<CachedGraph, LoadError> {
         let started = std::time::Instant::now();
         let backend_impl = self.backends.get(backend).map_err(LoadError::Unavailable)?;
-        let result = std::fs::read(&entry.onnx_path)
-            .map_err(|source| LoadError::Read { path: entry.onnx_path.clone(), source })
-            .and_then(|onnx| Ok(backend_impl.load_graph(&onnx)?));
+        // Measured in a child process first: a model that grows past the limit when loaded, or
+        // past the whole cache, never enters this one.
+        let measured = self.load_limit.as_ref().map(|limit| limit.measure(&entry.onnx_path, backend)).transpose();
+        let measured = measured.map_err(LoadError::from).and_then(|bytes| match bytes {
+            Some(bytes) if bytes > self.capacity_bytes => Err(LimitError::TooLarge(self.capacity_bytes).into()),
+            bytes => Ok(bytes),
+        });
+        let result = measured.and_then(|measured| {
+            let onnx = std::fs::read(&entry.onnx_path)
+                .map_err(|source| LoadError::Read { path: entry.onnx_path.clone(), source })?;
+            Ok((backend_impl.load_graph(&onnx)?, measured))
+        });
         match &result {
-            Ok(_) => {
+            Ok((_, measured)) => {
                 self.metrics.model_loads.inc();
-                tracing::info!(model = %key, %backend, elapsed_ms = started.elapsed().as_millis() as u64, "model loaded");
+                let (elapsed_ms, measured_kib) = (started.elapsed().as_millis() as u64, measured.map(|b| b >> 10));
+                tracing::info!(model = %key, %backend, elapsed_ms, measured_kib, "model loaded");
             }
             Err(error) => {
                 self.metrics.model_load_failures.inc();
@@ -285,10 +308,17 @@ impl ModelStore {
         }
         let labels = ModelLabels { model: key.to_string(), backend: backend.to_string() };
         let histogram = self.metrics.inference_duration.get_or_create(&labels).clone();
-        let weight_kib = (entry.size_bytes * backend_impl.memory_copies()).div_ceil(1024);
-        result.map(|inner| CachedGraph {
-            graph: Arc::new(MeteredGraph { inner, histogram }),
-            weight_kib: u32::try_from(weight_kib).unwrap_or(u32::MAX),
+        result.map(|(inner, measured)| {
+            // What the load took, measured; without a measure, an estimate from the file.
+            let weight = measured.unwrap_or(entry.size_bytes * backend_impl.memory_copies());
+            CachedGraph {
+                graph: Arc::new(MeteredGraph {
+                    inner,
+                    histogram,
+                    inputs: entry.manifest.inputs.iter().cloned().collect(),
+                }),
+                weight_kib: u32::try_from(weight.div_ceil(1024)).unwrap_or(u32::MAX),
+            }
         })
     }
 
@@ -317,18 +347,24 @@ impl ModelStore {
 }
 
 /// A backend graph that times every `compute` into the per-(model, backend) inference
-/// histogram.
+/// histogram, and refuses inputs with values its manifest says the model cannot take.
 pub struct MeteredGraph {
     inner: Arc<dyn LoadedGraph>,
     histogram: Histogram,
+    /// The manifest's inputs, in the model's order (their `range`s).
+    inputs: Arc<[TensorSpec]>,
 }
 
 impl MeteredGraph {
     pub fn execution(&self) -> MeteredExecution {
-        MeteredExecution { inner: self.inner.execution(), histogram: self.histogram.clone() }
+        MeteredExecution {
+            inner: self.inner.execution(),
+            histogram: self.histogram.clone(),
+            inputs: self.inputs.clone(),
+        }
     }
 
-    pub fn signature(&self) -> &super::backend::Signature {
+    pub fn signature(&self) -> &backend::Signature {
         self.inner.signature()
     }
 }
@@ -336,6 +372,7 @@ impl MeteredGraph {
 pub struct MeteredExecution {
     inner: Box<dyn Execution>,
     histogram: Histogram,
+    inputs: Arc<[TensorSpec]>,
 }
 
 impl MeteredExecution {
@@ -343,10 +380,30 @@ impl MeteredExecution {
     pub fn held_bytes(&self) -> usize {
         self.inner.held_bytes()
     }
+
+    /// Refuses `tensor` as input `id` if a value is outside what the manifest says it takes.
+    fn check_range(&self, id: &Id, tensor: &Tensor) -> Result<(), BackendError> {
+        let spec = match id {
+            Id::Index(index) => self.inputs.get(*index as usize),
+            Id::Name(name) => self.inputs.iter().find(|spec| &spec.name == name),
+        };
+        match spec.and_then(|spec| spec.out_of_range(tensor).map(|found| (spec, found))) {
+            None => Ok(()),
+            Some((spec, (index, value))) => {
+                let [min, max] = spec.range.expect("only a range finds a value out of it");
+                Err(backend::Error::OutOfRange(format!(
+                    "input {:?}: element {index} is {value}; the model takes values from {min} to {max}",
+                    spec.name
+                ))
+                .into())
+            }
+        }
+    }
 }
 
 impl BackendExecutionContext for MeteredExecution {
     fn set_input(&mut self, id: Id, tensor: &Tensor) -> Result<(), BackendError> {
+        self.check_range(&id, tensor)?;
         self.inner.set_input(id, tensor)
     }
 
@@ -355,6 +412,9 @@ impl BackendExecutionContext for MeteredExecution {
     }
 
     fn compute(&mut self, inputs: Option<Vec<NamedTensor>>) -> Result<Option<Vec<NamedTensor>>, BackendError> {
+        for input in inputs.iter().flatten() {
+            self.check_range(&Id::Name(input.name.clone()), &input.tensor)?;
+        }
         let started = std::time::Instant::now();
         let result = self.inner.compute(inputs);
         self.histogram.observe(started.elapsed().as_secs_f64());

@@ -204,8 +204,13 @@ pub(super) fn binary_data_size(input: &RequestInput) -> Result<Option<usize>, Oi
 }
 
 /// The tensor of one input: its JSON `data`, or `binary`, the bytes its `binary_data_size`
-/// declared, as they came after the JSON.
-pub(super) fn input_tensor(input: &RequestInput, binary: Option<Vec<u8>>) -> Result<Tensor, OipError> {
+/// declared, as they came after the JSON. `max_bytes` is the request's byte limit: a shape
+/// whose elements take more is refused before anything is sized from it.
+pub(super) fn input_tensor(
+    input: &RequestInput,
+    binary: Option<Vec<u8>>,
+    max_bytes: usize,
+) -> Result<Tensor, OipError> {
     let name = &input.name;
     let datatype = DataType::parse(&input.datatype)
         .ok_or_else(|| bad(format!("input {name:?}: unknown datatype {:?}", input.datatype)))?;
@@ -220,30 +225,36 @@ pub(super) fn input_tensor(input: &RequestInput, binary: Option<Vec<u8>>) -> Res
             .ok_or_else(|| bad(format!("input {name:?}: shape {:?} is too large", input.shape)))?;
         dimensions.push(d);
     }
+    // In checked arithmetic, before any buffer: a shape is a number a client wrote.
+    let bytes = elements.checked_mul(size).filter(|&bytes| bytes <= max_bytes).ok_or_else(|| {
+        OipError::TensorTooLarge { input: name.clone(), shape: input.shape.clone(), limit: max_bytes }
+    })?;
     let data = match (binary, &input.data) {
         (Some(binary), _) => binary,
-        (None, Some(data)) => json_data(name, datatype, data, elements)?,
+        (None, Some(data)) => json_data(name, datatype, data, &dimensions, elements)?,
         (None, None) => return Err(bad(format!("input {name:?} has no data and no binary_data_size"))),
     };
-    if Some(data.len()) != elements.checked_mul(size) {
+    if data.len() != bytes {
         return Err(bad(format!(
-            "input {name:?}: shape {:?} is {elements} elements of {datatype} ({} bytes), but {} bytes were given",
+            "input {name:?}: shape {:?} is {elements} elements of {datatype} ({bytes} bytes), but {} bytes were given",
             input.shape,
-            elements.saturating_mul(size),
             data.len()
         )));
     }
     Ok(Tensor::new(dimensions, ty, data))
 }
 
-/// JSON data, flat or nested in row-major order, as little-endian bytes of `datatype`.
-fn json_data(name: &str, datatype: DataType, data: &Value, elements: usize) -> Result<Vec<u8>, OipError> {
-    let mut values = Vec::with_capacity(elements);
-    flatten(data, &mut values);
-    if values.len() != elements {
-        return Err(bad(format!("input {name:?}: the shape is {elements} elements, the data has {}", values.len())));
-    }
-    let mut bytes = Vec::with_capacity(elements * 8);
+/// JSON data, flat or nested in row-major order, as little-endian bytes of `datatype`. The
+/// data must be laid out as the shape says before anything is sized from the shape.
+fn json_data(
+    name: &str,
+    datatype: DataType,
+    data: &Value,
+    shape: &[u32],
+    elements: usize,
+) -> Result<Vec<u8>, OipError> {
+    let values = scalars(name, data, shape, elements)?;
+    let mut bytes = Vec::with_capacity(values.len() * 8);
     for (index, value) in values.into_iter().enumerate() {
         let wrong = || bad(format!("input {name:?}: element {index} ({value}) is not a {datatype} value"));
         match datatype {
@@ -261,10 +272,69 @@ fn json_data(name: &str, datatype: DataType, data: &Value, elements: usize) -> R
     Ok(bytes)
 }
 
-fn flatten<'a>(value: &'a Value, into: &mut Vec<&'a Value>) {
-    match value {
-        Value::Array(items) => items.iter().for_each(|item| flatten(item, into)),
-        scalar => into.push(scalar),
+/// The elements of JSON `data` in row-major order, in one of the two layouts the protocol
+/// allows: a flat array of all `elements`, or arrays nested as deep as the shape with every
+/// array as long as its dimension. Anything else (ragged rows, a flat array of the wrong
+/// length, nesting deeper or shallower than the shape) says where it went wrong. The vector is
+/// sized from the data, which is already parsed, never from the shape.
+fn scalars<'a>(name: &str, data: &'a Value, shape: &[u32], elements: usize) -> Result<Vec<&'a Value>, OipError> {
+    let Value::Array(items) = data else {
+        // A bare scalar: a tensor of one element, shape [] or [1, ...].
+        return if elements == 1 {
+            Ok(vec![data])
+        } else {
+            Err(bad(format!("input {name:?}: the shape is {elements} elements, the data is one value")))
+        };
+    };
+    if items.iter().all(|item| !item.is_array()) {
+        if items.len() != elements {
+            return Err(bad(format!("input {name:?}: the shape is {elements} elements, the data has {}", items.len())));
+        }
+        return Ok(items.iter().collect());
+    }
+    let mut values = Vec::new();
+    nested(name, data, shape, &mut Vec::new(), &mut values)?;
+    Ok(values)
+}
+
+/// Walks `data` nested as `shape` says; `at` is the index of `data` within the tensor.
+fn nested<'a>(
+    name: &str,
+    data: &'a Value,
+    shape: &[u32],
+    at: &mut Vec<usize>,
+    into: &mut Vec<&'a Value>,
+) -> Result<(), OipError> {
+    let place = || if at.is_empty() { "the data".to_string() } else { format!("data{at:?}") };
+    match (data, shape.split_first()) {
+        (Value::Array(items), Some((&dimension, inner))) => {
+            if items.len() != dimension as usize {
+                return Err(bad(format!(
+                    "input {name:?}: {} has {} items where the shape says {dimension} (rows of a tensor must be \
+                     equally long)",
+                    place(),
+                    items.len()
+                )));
+            }
+            for (index, item) in items.iter().enumerate() {
+                at.push(index);
+                nested(name, item, inner, at, into)?;
+                at.pop();
+            }
+            Ok(())
+        }
+        (Value::Array(_), None) => {
+            Err(bad(format!("input {name:?}: {} is nested deeper than the shape's {} dimensions", place(), at.len())))
+        }
+        (_, Some(_)) => Err(bad(format!(
+            "input {name:?}: {} is a value where the shape says an array of {} items",
+            place(),
+            shape[0]
+        ))),
+        (scalar, None) => {
+            into.push(scalar);
+            Ok(())
+        }
     }
 }
 

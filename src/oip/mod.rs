@@ -17,7 +17,7 @@ use crate::nn::{ModelKey, ModelStore, NnError, describe};
 use serde_json::Value;
 use std::time::Instant;
 use wasmtime_wasi_nn::Tensor;
-use wasmtime_wasi_nn::backend::{BackendExecutionContext, Id};
+use wasmtime_wasi_nn::backend::{BackendError, BackendExecutionContext, Id};
 
 /// The header of the binary tensor data extension: the length of the JSON part of a body.
 pub const HEADER_LENGTH: &str = "inference-header-content-length";
@@ -37,10 +37,18 @@ pub enum OipError {
     /// The same words as the gateway's other 413s (`ApiError::PayloadTooLarge`).
     #[error("the request body is larger than the limit of {0} bytes")]
     TooLarge(usize),
+    /// A shape whose elements take more bytes than the request may have: refused before any
+    /// buffer is sized from it.
+    #[error("input {input:?}: shape {shape:?} takes more than the limit of {limit} bytes")]
+    TensorTooLarge { input: String, shape: Vec<i64>, limit: usize },
+    /// A value the model cannot take (a token id beyond its vocabulary): the client's error,
+    /// found before the backend sees it, so that every backend answers it alike.
+    #[error("{0}")]
+    OutOfRange(String),
     #[error("the inference did not finish before the deadline")]
     Deadline,
     #[error("the inference failed")]
-    Inference(#[source] wasmtime_wasi_nn::backend::BackendError),
+    Inference(#[source] BackendError),
 }
 
 impl OipError {
@@ -82,13 +90,14 @@ pub struct Decoded {
 
 /// Parses a whole request body: all JSON, or (`header_length`, from [`HEADER_LENGTH`]) that
 /// many bytes of JSON followed by the inputs' binary data in the order the inputs are listed.
-pub fn decode(body: &[u8], header_length: Option<usize>) -> Result<Decoded, OipError> {
-    whole(body, header_length)?.into_decoded()
+/// `limit` is the request's byte limit: no input's tensor may take more.
+pub fn decode(body: &[u8], header_length: Option<usize>, limit: usize) -> Result<Decoded, OipError> {
+    whole(body, header_length, limit)?.into_decoded()
 }
 
 /// The JSON part of a whole body and its binary data: the sizes the inputs declare are
 /// checked against what is there.
-fn whole(body: &[u8], header_length: Option<usize>) -> Result<BinaryInputs, OipError> {
+fn whole(body: &[u8], header_length: Option<usize>, limit: usize) -> Result<BinaryInputs, OipError> {
     let (json, binary) = match header_length {
         Some(length) if length > body.len() => {
             return Err(bad(format!("{HEADER_LENGTH} is {length} but the body has only {} bytes", body.len())));
@@ -96,7 +105,7 @@ fn whole(body: &[u8], header_length: Option<usize>) -> Result<BinaryInputs, OipE
         Some(length) => body.split_at(length),
         None => (body, &[][..]),
     };
-    let mut inputs = BinaryInputs::declared_by(json, binary.len(), |declared| {
+    let mut inputs = BinaryInputs::declared_by(json, binary.len(), limit, |declared| {
         bad(format!("the inputs declare {declared} bytes of binary data; the body has {} after its JSON", binary.len()))
     })?;
     inputs.fill(binary);
@@ -154,7 +163,8 @@ impl BodyDecoder {
                         return Ok(());
                     }
                     let limit = self.limit;
-                    let inputs = BinaryInputs::declared_by(buffer, limit - length, |_| OipError::TooLarge(limit))?;
+                    let inputs =
+                        BinaryInputs::declared_by(buffer, limit - length, limit, |_| OipError::TooLarge(limit))?;
                     self.state = Body::Streaming(inputs);
                 }
                 _ => {
@@ -174,7 +184,7 @@ impl BodyDecoder {
     pub fn finish(self) -> Result<Decoded, OipError> {
         match self.state {
             Body::Streaming(inputs) => inputs.into_decoded(),
-            Body::Buffered(body) => decode(&body, self.header_length),
+            Body::Buffered(body) => decode(&body, self.header_length, self.limit),
         }
     }
 }
@@ -187,6 +197,8 @@ struct BinaryInputs {
     data: Vec<Option<(usize, Vec<u8>)>>,
     /// The first input whose binary data is not all in.
     filling: usize,
+    /// The most bytes one input's tensor may take: the request's limit.
+    max_tensor_bytes: usize,
     /// Bytes past the last input's data.
     unclaimed: usize,
 }
@@ -195,7 +207,13 @@ impl BinaryInputs {
     /// Parses the JSON part. The inputs' binary data may add up to at most `budget` bytes, the
     /// most that can still come: each input's buffer is allocated at once, so a size a client
     /// declares is never taken on trust beyond that (`over_budget` says why, given the total).
-    fn declared_by(json: &[u8], budget: usize, over_budget: impl Fn(usize) -> OipError) -> Result<Self, OipError> {
+    /// No input's tensor may take more than `max_tensor_bytes`.
+    fn declared_by(
+        json: &[u8],
+        budget: usize,
+        max_tensor_bytes: usize,
+        over_budget: impl Fn(usize) -> OipError,
+    ) -> Result<Self, OipError> {
         let request: InferRequest =
             serde_json::from_slice(json).map_err(|e| bad(format!("the body is not an inference request: {e}")))?;
         let sizes = request.inputs.iter().map(codec::binary_data_size).collect::<Result<Vec<_>, _>>()?;
@@ -204,7 +222,7 @@ impl BinaryInputs {
             return Err(over_budget(declared));
         }
         let data = sizes.into_iter().map(|size| size.map(|size| (size, Vec::with_capacity(size)))).collect();
-        let mut inputs = BinaryInputs { request, data, filling: 0, unclaimed: 0 };
+        let mut inputs = BinaryInputs { request, data, filling: 0, max_tensor_bytes, unclaimed: 0 };
         inputs.skip_filled();
         Ok(inputs)
     }
@@ -231,7 +249,7 @@ impl BinaryInputs {
     }
 
     fn into_decoded(self) -> Result<Decoded, OipError> {
-        let BinaryInputs { request, data, unclaimed, .. } = self;
+        let BinaryInputs { request, data, unclaimed, max_tensor_bytes, .. } = self;
         let backend = match request.parameters.get("backend") {
             None => None,
             Some(Value::String(name)) => Some(name.parse::<BackendKind>().map_err(|e| bad(e.to_string()))?),
@@ -254,7 +272,7 @@ impl BinaryInputs {
                     bytes.len()
                 )));
             }
-            let tensor = codec::input_tensor(&input, binary.map(|(_, bytes)| bytes))?;
+            let tensor = codec::input_tensor(&input, binary.map(|(_, bytes)| bytes), max_tensor_bytes)?;
             inputs.push(Input { name: input.name, tensor });
         }
         if unclaimed > 0 {
@@ -292,9 +310,10 @@ pub fn infer(store: &ModelStore, model: &str, request: &Decoded, deadline: Insta
     let scope = DeadlineScope::enter(deadline);
     let mut execution = graph.execution();
     for input in &request.inputs {
-        execution
-            .set_input(Id::Name(input.name.clone()), &input.tensor)
-            .map_err(|e| bad(format!("input {:?}: {}", input.name, describe(&e))))?;
+        execution.set_input(Id::Name(input.name.clone()), &input.tensor).map_err(|e| match out_of_range(&e) {
+            Some(why) => OipError::OutOfRange(why),
+            None => bad(format!("input {:?}: {}", input.name, describe(&e))),
+        })?;
     }
     let computed = execution.compute(None);
     if scope.exceeded() {
@@ -309,6 +328,17 @@ pub fn infer(store: &ModelStore, model: &str, request: &Decoded, deadline: Insta
             Ok(Output { name, tensor, binary })
         })
         .collect()
+}
+
+/// Why the model refused an input's values, if that is why `error` happened.
+fn out_of_range(error: &BackendError) -> Option<String> {
+    match error {
+        BackendError::BackendAccess(inner) => match inner.downcast_ref::<crate::nn::backend::Error>() {
+            Some(crate::nn::backend::Error::OutOfRange(why)) => Some(why.clone()),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 /// Every input the model takes is given, with its datatype and a shape it accepts; no other.
@@ -371,6 +401,9 @@ pub fn encode(model: &str, id: Option<String>, outputs: Vec<Output>) -> (Vec<u8>
 mod tests {
     use super::*;
 
+    /// The request's byte limit the gateway starts with.
+    const LIMIT: usize = 64 << 20;
+
     fn json(body: Value) -> Vec<u8> {
         serde_json::to_vec(&body).unwrap()
     }
@@ -381,7 +414,7 @@ mod tests {
             {"name": "x", "shape": [2, 2], "datatype": "FP32", "data": [1.0, 2.0, 3.0, 4.5]}]}));
         let nested = json(serde_json::json!({"inputs": [
             {"name": "x", "shape": [2, 2], "datatype": "FP32", "data": [[1.0, 2.0], [3.0, 4.5]]}]}));
-        let (flat, nested) = (decode(&flat, None).unwrap(), decode(&nested, None).unwrap());
+        let (flat, nested) = (decode(&flat, None, LIMIT).unwrap(), decode(&nested, None, LIMIT).unwrap());
         assert_eq!(flat.inputs[0].tensor.data, nested.inputs[0].tensor.data);
         assert_eq!(flat.inputs[0].tensor.dimensions, [2, 2]);
         let values: Vec<f32> = bytemuck::pod_collect_to_vec(&flat.inputs[0].tensor.data);
@@ -394,7 +427,7 @@ mod tests {
             {"name": "big", "shape": [2], "datatype": "INT64", "data": [9_007_199_254_740_993i64, -1]},
             {"name": "f", "shape": [1, 2], "datatype": "FP32", "data": [[3, 0.5]]},
             {"name": "u", "shape": [2], "datatype": "UINT8", "data": [0, 255]}]}));
-        let decoded = decode(&body, None).unwrap();
+        let decoded = decode(&body, None, LIMIT).unwrap();
         let big: Vec<i64> = bytemuck::pod_collect_to_vec(&decoded.inputs[0].tensor.data);
         assert_eq!(big, [9_007_199_254_740_993, -1]);
         let f: Vec<f32> = bytemuck::pod_collect_to_vec(&decoded.inputs[1].tensor.data);
@@ -402,7 +435,7 @@ mod tests {
         assert_eq!(decoded.inputs[2].tensor.data, [0, 255]);
         let fraction =
             json(serde_json::json!({"inputs": [{"name": "i", "shape": [1], "datatype": "INT32", "data": [1.5]}]}));
-        assert!(decode(&fraction, None).unwrap_err().to_string().contains("(1.5) is not a INT32 value"));
+        assert!(decode(&fraction, None, LIMIT).unwrap_err().to_string().contains("(1.5) is not a INT32 value"));
     }
 
     #[test]
@@ -416,7 +449,7 @@ mod tests {
         let mut body = header.clone();
         body.extend_from_slice(bytemuck::cast_slice(&[5i32, -6]));
         body.extend_from_slice(&[1, 2, 3]);
-        let decoded = decode(&body, Some(header.len())).unwrap();
+        let decoded = decode(&body, Some(header.len()), LIMIT).unwrap();
         assert_eq!(decoded.inputs[0].tensor.data, bytemuck::cast_slice::<i32, u8>(&[5, -6]));
         assert_eq!(decoded.inputs[1].tensor.data, 7i64.to_le_bytes());
         assert_eq!(decoded.inputs[2].tensor.data, [1, 2, 3]);
@@ -425,9 +458,9 @@ mod tests {
 
         let mut extra = body.clone();
         extra.push(0);
-        assert!(decode(&extra, Some(header.len())).unwrap_err().to_string().contains("no input claims"));
-        assert!(decode(&body[..body.len() - 1], Some(header.len())).is_err());
-        assert!(decode(&body, Some(body.len() + 1)).is_err());
+        assert!(decode(&extra, Some(header.len()), LIMIT).unwrap_err().to_string().contains("no input claims"));
+        assert!(decode(&body[..body.len() - 1], Some(header.len()), LIMIT).is_err());
+        assert!(decode(&body, Some(body.len() + 1), LIMIT).is_err());
     }
 
     #[test]
@@ -441,7 +474,7 @@ mod tests {
         let mut body = header.clone();
         body.extend_from_slice(bytemuck::cast_slice(&[1i32, -2, 3]));
         body.extend_from_slice(&[9, 8, 7, 6, 5]);
-        let whole = decode(&body, Some(header.len())).unwrap();
+        let whole = decode(&body, Some(header.len()), LIMIT).unwrap();
         // Every way of cutting the body into chunks: in the header, at an input's edge, inside one.
         for chunk in [1, 2, 7, header.len() - 1, header.len(), header.len() + 1, header.len() + 12, body.len()] {
             let mut decoder = BodyDecoder::new(Some(header.len()), body.len());
@@ -477,7 +510,7 @@ mod tests {
         // Declared beyond what a whole body holds: a bad request, not an allocation.
         let huge = json(serde_json::json!({"inputs": [
             {"name": "a", "shape": [1], "datatype": "UINT8", "parameters": {"binary_data_size": u64::MAX}}]}));
-        let error = decode(&huge, Some(huge.len())).unwrap_err().to_string();
+        let error = decode(&huge, Some(huge.len()), LIMIT).unwrap_err().to_string();
         assert!(error.contains("the body has 0 after its JSON"), "{error}");
         // More bytes than the limit, whatever they are.
         let mut decoder = BodyDecoder::new(None, 10);
@@ -491,10 +524,22 @@ mod tests {
             let shape = [2, 1, 2];
             json(serde_json::json!({"inputs": [{"name": "x", "shape": shape, "datatype": datatype, "data": data}]}))
         };
-        // Deep, ragged-looking but row-major nesting; integers where floats go.
-        let decoded = decode(&input("FP64", serde_json::json!([[[1, 2.5]], [[-3], [4e2]]])), None).unwrap();
+        // Nested as the shape says; integers where floats go.
+        let decoded = decode(&input("FP64", serde_json::json!([[[1, 2.5]], [[-3, 4e2]]])), None, LIMIT).unwrap();
         assert_eq!(bytemuck::pod_collect_to_vec::<u8, f64>(&decoded.inputs[0].tensor.data), [1.0, 2.5, -3.0, 400.0]);
-        let decoded = decode(&input("UINT8", serde_json::json!([0, 1, 2, 255])), None).unwrap();
+        // Ragged rows, or nesting other than the shape's, are refused even when the count adds up.
+        for (data, shown) in [
+            (serde_json::json!([[[1, 2.5]], [[-3], [4e2]]]), "data[1] has 2 items where the shape says 1"),
+            (serde_json::json!([[[1, 2, 3]], [[4]]]), "data[0, 0] has 3 items where the shape says 2"),
+            (serde_json::json!([[5], [[3, 4]]]), "data[0, 0] is a value where the shape says an array of 2"),
+            (serde_json::json!([[[[1], [2]]], [[3, 4]]]), "data[0, 0, 0] is nested deeper"),
+            (serde_json::json!([[1, 2, 3, 4]]), "the data has 1 items where the shape says 2"),
+            (serde_json::json!(7), "the data is one value"),
+        ] {
+            let error = decode(&input("FP64", data.clone()), None, LIMIT).unwrap_err().to_string();
+            assert!(error.contains(shown), "{data}: {error}");
+        }
+        let decoded = decode(&input("UINT8", serde_json::json!([0, 1, 2, 255])), None, LIMIT).unwrap();
         assert_eq!(decoded.inputs[0].tensor.data, [0, 1, 2, 255]);
         for (datatype, data, shown) in [
             ("FP32", serde_json::json!([1, "2", 3, 4]), "element 1 (\"2\")"),
@@ -505,11 +550,39 @@ mod tests {
             ("UINT8", serde_json::json!([1, 2, -3, 4]), "element 2 (-3)"),
             ("UINT8", serde_json::json!([1, 2, 3, 256]), "element 3 (256)"),
         ] {
-            let error = decode(&input(datatype, data), None).unwrap_err().to_string();
+            let error = decode(&input(datatype, data), None, LIMIT).unwrap_err().to_string();
             assert!(error.contains(shown) && error.contains(datatype), "{error}");
         }
-        let error = decode(&input("FP32", serde_json::json!([1, 2, 3])), None).unwrap_err().to_string();
+        let error = decode(&input("FP32", serde_json::json!([1, 2, 3])), None, LIMIT).unwrap_err().to_string();
         assert!(error.contains("the data has 3"), "{error}");
+    }
+
+    #[test]
+    fn a_shape_is_checked_against_the_limit_before_anything_is_sized_from_it() {
+        // 2^45 elements of FP64: 256 TiB, from 60 bytes of JSON. Once, this aborted the process.
+        let body = json(serde_json::json!({"inputs": [
+            {"name": "x", "shape": [4194304, 8388608], "datatype": "FP64", "data": [1]}]}));
+        let error = decode(&body, None, LIMIT).unwrap_err();
+        assert!(matches!(error, OipError::TensorTooLarge { limit: LIMIT, .. }), "{error}");
+        // Within the limit in elements but not in bytes: still refused.
+        let body = json(serde_json::json!({"inputs": [
+            {"name": "x", "shape": [LIMIT / 4 + 1], "datatype": "FP32", "data": [1]}]}));
+        assert!(matches!(decode(&body, None, LIMIT), Err(OipError::TensorTooLarge { .. })));
+        // Dimensions whose product overflows usize, and a binary input with such a shape.
+        let body = json(serde_json::json!({"inputs": [
+            {"name": "x", "shape": [u32::MAX, u32::MAX, u32::MAX], "datatype": "UINT8", "data": [1]}]}));
+        assert!(decode(&body, None, LIMIT).unwrap_err().to_string().contains("too large"));
+        let header = json(serde_json::json!({"inputs": [
+            {"name": "x", "shape": [1 << 30, 1 << 30], "datatype": "INT64", "parameters": {"binary_data_size": 8}}]}));
+        let mut body = header.clone();
+        body.extend_from_slice(&[0; 8]);
+        assert!(matches!(decode(&body, Some(header.len()), LIMIT), Err(OipError::TensorTooLarge { .. })));
+        // A scalar tensor, given bare or in an array.
+        for data in [serde_json::json!(3), serde_json::json!([3])] {
+            let body =
+                json(serde_json::json!({"inputs": [{"name": "x", "shape": [], "datatype": "INT32", "data": data}]}));
+            assert_eq!(decode(&body, None, LIMIT).unwrap().inputs[0].tensor.data, 3i32.to_le_bytes());
+        }
     }
 
     #[test]
@@ -534,7 +607,7 @@ mod tests {
             ),
         ];
         for (body, expected) in cases {
-            let error = decode(&json(body.clone()), None).unwrap_err().to_string();
+            let error = decode(&json(body.clone()), None, LIMIT).unwrap_err().to_string();
             assert!(error.contains(expected), "{body}: {error}");
         }
     }
@@ -567,5 +640,76 @@ mod tests {
         assert_eq!(header["outputs"][1]["parameters"]["binary_data_size"], 8);
         assert!(header["outputs"][1].get("data").is_none());
         assert_eq!(&body[json_length..], 9i64.to_le_bytes());
+    }
+}
+
+/// Properties of the decoder over bodies a client could send: it never panics, never makes a
+/// tensor larger than the request's limit, and decodes a body the same whatever its chunks.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    const LIMIT: usize = 1 << 20;
+
+    /// JSON data nested a few levels deep, of numbers, strings, booleans and nulls.
+    fn data() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+            (0u8..=255).prop_map(Value::from),
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            "[a-z]{0,3}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 64, 8, |inner| prop::collection::vec(inner, 0..8).prop_map(Value::Array))
+    }
+
+    fn shape() -> impl Strategy<Value = Vec<i64>> {
+        prop::collection::vec(prop_oneof![0i64..6, Just(-1), Just(1 << 31), Just(i64::MAX), any::<i64>()], 0..5)
+    }
+
+    fn datatype() -> impl Strategy<Value = &'static str> {
+        prop::sample::select(vec!["FP32", "FP64", "INT32", "INT64", "UINT8", "BOOL", "BYTES", "FP99"])
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        #[test]
+        fn any_bytes_decode_or_fail_without_panicking(body in prop::collection::vec(any::<u8>(), 0..512),
+                                                      header in prop::option::of(0usize..600)) {
+            let _ = decode(&body, header, LIMIT);
+        }
+
+        #[test]
+        fn a_decoded_tensor_is_what_its_shape_says_and_within_the_limit(
+            shape in shape(), datatype in datatype(), data in data()) {
+            let body = serde_json::to_vec(&serde_json::json!(
+                {"inputs": [{"name": "x", "shape": shape, "datatype": datatype, "data": data}]})).unwrap();
+            if let Ok(decoded) = decode(&body, None, LIMIT) {
+                let tensor = &decoded.inputs[0].tensor;
+                let elements: usize = tensor.dimensions.iter().map(|&d| d as usize).product();
+                let size = match datatype { "UINT8" => 1, "FP32" | "INT32" => 4, _ => 8 };
+                prop_assert_eq!(tensor.data.len(), elements * size);
+                prop_assert!(tensor.data.len() <= LIMIT);
+            }
+        }
+
+        #[test]
+        fn binary_bodies_decode_alike_in_any_chunks(values in prop::collection::vec(any::<i32>(), 0..64),
+                                                    declared in 0usize..300, chunk in 1usize..64) {
+            let header = serde_json::to_vec(&serde_json::json!({"inputs": [
+                {"name": "x", "shape": [values.len()], "datatype": "INT32",
+                 "parameters": {"binary_data_size": declared}}]})).unwrap();
+            let mut body = header.clone();
+            body.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+            let whole = decode(&body, Some(header.len()), LIMIT).map(|d| d.inputs[0].tensor.data.clone());
+            let mut decoder = BodyDecoder::new(Some(header.len()), LIMIT);
+            let streamed = body.chunks(chunk).try_for_each(|c| decoder.push(c))
+                .and_then(|()| decoder.finish()).map(|d| d.inputs[0].tensor.data.clone());
+            prop_assert_eq!(whole.as_ref().ok(), streamed.as_ref().ok());
+            prop_assert_eq!(whole.is_ok(), declared == values.len() * 4);
+        }
     }
 }

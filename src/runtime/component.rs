@@ -14,9 +14,10 @@
 //! deadline covers everything: guest code by epoch interruption, sleeps and outbound I/O by
 //! dropping the whole run at the deadline, inference by the wasi-nn host.
 
-use super::outbound::OutboundPolicy;
+use super::outbound::{OpenConnections, OutboundPolicy};
 use super::wagi::{GuestRequest, GuestResponse};
 use super::{AppPolicy, GuestRun, Runtime, RuntimeError};
+use crate::metrics::AppLabels;
 use crate::nn::limits::MemoryBudget;
 use crate::nn::wit::{WitNn, WitNnView};
 use bytes::Bytes;
@@ -110,6 +111,7 @@ impl Runtime {
         let started = Instant::now();
         let deadline = started + policy.deadline;
         let memory_bytes = policy.memory_bytes.min(self.config.max_memory_bytes);
+        let request_id = request.id.clone();
         let stderr = MemoryOutputPipe::new(16 << 10);
         let wasi = WasiCtx::builder()
             .stderr(stderr.clone())
@@ -127,6 +129,14 @@ impl Runtime {
             deadline,
             max_body_bytes: memory_bytes,
             tls: self.outbound_tls.clone(),
+            open: {
+                let app = AppLabels { app: policy.name.clone() };
+                let metrics = &self.metrics;
+                OpenConnections::for_request(
+                    metrics.outbound_connections.get_or_create(&app).clone(),
+                    metrics.outbound_refused.get_or_create(&app).clone(),
+                )
+            },
         };
         let registry = self.models.registry(policy.models.clone());
         let state = ComponentState {
@@ -183,7 +193,7 @@ impl Runtime {
             return Err(RuntimeError::DeadlineExceeded(policy.deadline));
         };
         if let Err(error) = result {
-            return Err(self.classify(policy, denied, limit, error, None, &stderr.contents()));
+            return Err(self.classify(policy, &request_id, denied, limit, error, None, &stderr.contents()));
         }
         let response = match answer {
             None => return Err(RuntimeError::NoResponse),
@@ -279,6 +289,7 @@ mod tests {
             query: "model=digits@ort".into(),
             headers: vec![("host".into(), "edge.example:8080".into()), ("x-id".into(), "7".into())],
             body: Bytes::from_static(b"{}"),
+            id: "1".into(),
         };
         let http = http_request(&request).unwrap();
         assert_eq!(http.uri().to_string(), "http://edge.example:8080/v1/digits/x?model=digits@ort");

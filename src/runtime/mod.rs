@@ -270,6 +270,7 @@ impl Runtime {
         let stdout = MemoryOutputPipe::new(self.config.max_output_bytes);
         let stderr = MemoryOutputPipe::new(16 << 10);
         let env = wagi::environment(&request, &policy.config_env);
+        let request_id = request.id.clone();
         let wasi = WasiCtxBuilder::new()
             .stdin(MemoryInputPipe::new(request.body))
             .stdout(stdout.clone())
@@ -312,22 +313,33 @@ impl Runtime {
                 }
                 _ => {
                     let budget = &store.data().budget;
-                    return Err(self.classify(policy, budget.denied, budget.limit, error, exit, &stderr.contents()));
+                    return Err(self.classify(
+                        policy,
+                        &request_id,
+                        budget.denied,
+                        budget.limit,
+                        error,
+                        exit,
+                        &stderr.contents(),
+                    ));
                 }
             }
         }
         if output.len() >= self.config.max_output_bytes {
             return Err(RuntimeError::OutputTooLarge(self.config.max_output_bytes));
         }
-        let response = wagi::parse_response(output).inspect_err(|_| log_stderr(policy, &stderr.contents()))?;
+        let response =
+            wagi::parse_response(output).inspect_err(|_| log_stderr(policy, &request_id, &stderr.contents()))?;
         Ok(GuestRun { response, setup, total: started.elapsed() })
     }
 
     /// What a failed run was: a deadline or memory kill, or the guest's own failure. `denied`
     /// says whether the memory budget refused anything during the run.
+    #[allow(clippy::too_many_arguments)]
     fn classify(
         &self,
         policy: &AppPolicy,
+        request: &str,
         denied: bool,
         limit: usize,
         error: wasmtime::Error,
@@ -344,7 +356,7 @@ impl Runtime {
             return RuntimeError::MemoryLimit(limit);
         }
         self.metrics.traps.inc();
-        log_stderr(policy, stderr);
+        log_stderr(policy, request, stderr);
         match exit {
             Some(code) => RuntimeError::Exit(code),
             None => RuntimeError::Trap(error.into()),
@@ -356,9 +368,13 @@ impl Runtime {
     }
 }
 
-fn log_stderr(policy: &AppPolicy, stderr: &Bytes) {
+/// The guest's stderr as one field of one record: data, never lines of the gateway's log. It is
+/// written escaped (`\n`, `\u{1b}`, quotes), so a guest that prints newlines and terminal
+/// escapes cannot forge records that look like the gateway's own, nor recolour a terminal.
+fn log_stderr(policy: &AppPolicy, request: &str, stderr: &Bytes) {
     if !stderr.is_empty() {
-        tracing::warn!(app = %policy.name, stderr = %String::from_utf8_lossy(stderr).trim_end(), "guest stderr");
+        let text = String::from_utf8_lossy(stderr);
+        tracing::warn!(app = %policy.name, request, stderr = ?text.trim_end(), "guest stderr");
     }
 }
 

@@ -20,9 +20,12 @@
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode;
@@ -30,6 +33,16 @@ use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpHooks};
 
 /// At most this many origins per app.
 pub const MAX_ORIGINS: usize = 64;
+
+/// Outbound connections one request may hold open at once (connecting, waiting for an
+/// answer, or until its response is read or dropped). Each is a socket of the gateway's: an
+/// app allowed one origin could otherwise open them until the process runs out of file
+/// descriptors. Cloudflare Workers allows 6 open at once per request; Fastly caps backend
+/// requests per execution too.
+pub const MAX_CONNECTIONS_PER_REQUEST: usize = 8;
+
+/// Outbound connections all of one app's requests may hold open at once.
+pub const MAX_CONNECTIONS_PER_APP: usize = 64;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum SchemePattern {
@@ -147,6 +160,59 @@ pub struct OutboundPolicy {
     /// The largest response body a guest may receive: its memory limit.
     pub max_body_bytes: usize,
     pub tls: TlsRoots,
+    /// Connections open now: this request's, and its app's (shared by all its requests).
+    pub open: OpenConnections,
+}
+
+/// The outbound connections open now, for one request and for its app, each held to its
+/// limit ([`MAX_CONNECTIONS_PER_REQUEST`], [`MAX_CONNECTIONS_PER_APP`]). The app's count is
+/// its `edgenn_outbound_connections` gauge: one count, shown as it is enforced, and kept
+/// across the app's redeploys.
+#[derive(Clone)]
+pub struct OpenConnections {
+    request: Arc<AtomicUsize>,
+    app: Gauge,
+    refused: Counter,
+}
+
+impl OpenConnections {
+    /// The counts of a new request of an app with the gauge `app` and refusal counter `refused`.
+    pub fn for_request(app: Gauge, refused: Counter) -> Self {
+        OpenConnections { request: Arc::new(AtomicUsize::new(0)), app, refused }
+    }
+
+    /// A place for one more connection, if the request and its app are both under their
+    /// limits; it is given back when the [`ConnectionSlot`] is dropped.
+    fn take(&self) -> Option<ConnectionSlot> {
+        let request_under = self
+            .request
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < MAX_CONNECTIONS_PER_REQUEST).then_some(n + 1))
+            .is_ok();
+        if !request_under {
+            self.refused.inc();
+            return None;
+        }
+        // Counted first and checked against the count before it: racing requests may each be
+        // refused, but the app never holds more than its limit.
+        if self.app.inc() >= MAX_CONNECTIONS_PER_APP as i64 {
+            self.app.dec();
+            self.request.fetch_sub(1, Ordering::AcqRel);
+            self.refused.inc();
+            return None;
+        }
+        Some(ConnectionSlot(self.clone()))
+    }
+}
+
+/// One outbound connection counted open, from before it connects until its response is done
+/// with (or the request's run is dropped).
+struct ConnectionSlot(OpenConnections);
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.request.fetch_sub(1, Ordering::AcqRel);
+        self.0.app.dec();
+    }
 }
 
 /// The certificate authorities HTTPS requests are verified against, read once per gateway:
@@ -183,6 +249,10 @@ impl TlsRoots {
     }
 }
 
+/// How long after the deadline an outbound timeout the deadline cuts would fire: never, as the
+/// run is dropped at the deadline; it only keeps a timer from outliving a run that is not.
+const PAST_DEADLINE: Duration = Duration::from_secs(1);
+
 impl OutboundPolicy {
     fn allows(&self, uri: &http::Uri) -> bool {
         let (Some(scheme), Some(host)) = (uri.scheme_str(), uri.host()) else { return false };
@@ -190,9 +260,12 @@ impl OutboundPolicy {
         self.allowed.iter().any(|origin| origin.allows(scheme, host, port))
     }
 
-    /// The request's timeouts, none past the deadline.
+    /// The request's timeouts. One the guest asks for that ends before the deadline is kept; a
+    /// longer one (or none) ends [`PAST_DEADLINE`] after it, so that it is the app's deadline,
+    /// not a timeout, that ends the wait: the run is dropped at the deadline with a 504
+    /// `deadline_exceeded`, the same answer whether the upstream says nothing or trickles.
     fn bounded(&self, options: Option<RequestOptions>) -> RequestOptions {
-        let left = self.deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+        let left = self.deadline.saturating_duration_since(Instant::now()) + PAST_DEADLINE;
         let cut = |timeout: Option<Duration>| Some(timeout.map_or(left, |t| t.min(left)));
         let options = options.unwrap_or_default();
         RequestOptions {
@@ -319,6 +392,10 @@ impl WasiHttpHooks for OutboundPolicy {
             tracing::warn!(app = %self.app, uri = %request.uri(), "outbound request denied: origin not in allowed_outbound_hosts");
             return Box::new(async { Err(ErrorCode::HttpRequestDenied.into()) });
         }
+        let Some(slot) = self.open.take() else {
+            tracing::debug!(app = %self.app, "outbound request refused: at the connection limit");
+            return Box::new(async { Err(ErrorCode::ConnectionLimitReached.into()) });
+        };
         let options = self.bounded(options);
         let limit = self.max_body_bytes;
         let tls = self.tls.clone();
@@ -329,6 +406,12 @@ impl WasiHttpHooks for OutboundPolicy {
                 let (response, io) = wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
                 (response.map(|body| body.boxed_unsync()), Box::new(io) as ConnectionFuture)
             };
+            // The connection counts as open until the future that drives it ends or is dropped
+            // (the response read or dropped, or the run over).
+            let io: ConnectionFuture = Box::new(async move {
+                let _slot = slot;
+                Pin::from(io).await
+            });
             let response = response.map(move |body| {
                 http_body_util::Limited::new(body, limit)
                     .map_err(move |error| match error.downcast::<wasmtime_wasi_http::Error>() {
@@ -354,6 +437,7 @@ mod tests {
             deadline: Instant::now(),
             max_body_bytes: 1,
             tls: TlsRoots::with_roots(rustls::RootCertStore::empty()),
+            open: OpenConnections::for_request(Gauge::default(), Counter::default()),
         };
         policy.allows(&uri.parse().unwrap())
     }
@@ -402,6 +486,7 @@ mod tests {
             deadline: Instant::now() + Duration::from_secs(2),
             max_body_bytes: 1,
             tls: TlsRoots::with_roots(rustls::RootCertStore::empty()),
+            open: OpenConnections::for_request(Gauge::default(), Counter::default()),
         };
         let long = Some(Duration::from_secs(600));
         let options = policy.bounded(Some(RequestOptions {
@@ -409,8 +494,45 @@ mod tests {
             first_byte_timeout: None,
             between_bytes_timeout: Some(Duration::from_millis(5)),
         }));
-        assert!(options.connect_timeout.unwrap() <= Duration::from_secs(2));
-        assert!(options.first_byte_timeout.unwrap() <= Duration::from_secs(2));
+        // Cut to just after the deadline, so that the deadline, not a timeout, ends the wait.
+        for cut in [options.connect_timeout, options.first_byte_timeout] {
+            let cut = cut.unwrap();
+            assert!(cut > Duration::from_secs(2) && cut <= Duration::from_secs(2) + PAST_DEADLINE, "{cut:?}");
+        }
+        // One that ends before the deadline is the guest's own.
         assert_eq!(options.between_bytes_timeout, Some(Duration::from_millis(5)));
+    }
+
+    #[test]
+    fn connections_are_counted_per_request_and_per_app_and_given_back() {
+        let app = Gauge::default();
+        let refused = Counter::default();
+        let first = OpenConnections::for_request(app.clone(), refused.clone());
+        let mut held: Vec<_> =
+            (0..MAX_CONNECTIONS_PER_REQUEST).map(|_| first.take().expect("under the limit")).collect();
+        assert!(first.take().is_none(), "one request over its limit");
+        assert_eq!((app.get(), refused.get()), (MAX_CONNECTIONS_PER_REQUEST as i64, 1));
+        held.pop();
+        held.push(first.take().expect("a slot given back is taken again"));
+        assert_eq!(app.get(), MAX_CONNECTIONS_PER_REQUEST as i64);
+
+        // Other requests of the app fill the app's limit; then even a fresh request is refused.
+        let requests: Vec<_> =
+            (0..MAX_CONNECTIONS_PER_APP).map(|_| OpenConnections::for_request(app.clone(), refused.clone())).collect();
+        let mut slots = Vec::new();
+        for request in &requests {
+            match request.take() {
+                Some(slot) => slots.push(slot),
+                None => break,
+            }
+        }
+        assert_eq!(app.get(), MAX_CONNECTIONS_PER_APP as i64);
+        let fresh = OpenConnections::for_request(app.clone(), refused.clone());
+        let refusals = refused.get();
+        assert!(fresh.take().is_none(), "the app is at its limit");
+        assert_eq!(app.get(), MAX_CONNECTIONS_PER_APP as i64, "a refusal leaves the count as it was");
+        assert_eq!(refused.get(), refusals + 1, "and is counted");
+        drop(slots);
+        assert!(fresh.take().is_some());
     }
 }

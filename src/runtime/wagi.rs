@@ -15,6 +15,9 @@ pub struct GuestRequest {
     pub query: String,
     pub headers: Vec<(String, String)>,
     pub body: Bytes,
+    /// The gateway's id for this request: the `x-request-id` of its answer and the
+    /// `request` field of its log records (the guest's stderr among them).
+    pub id: String,
 }
 
 /// What the guest answered.
@@ -137,6 +140,7 @@ mod tests {
             query: "k=3&backend=tract".into(),
             headers: vec![("content-type".into(), "image/png".into()), ("x-request-id".into(), "abc".into())],
             body: Bytes::from_static(b"12345"),
+            id: "1".into(),
         };
         let env = environment(&request, &[(config_variable("model"), "m".into())]);
         let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());

@@ -10,9 +10,13 @@ use tract_onnx::pb::{
 const FLOAT: i32 = 1;
 
 fn tensor_value(name: &str, dims: &[i64]) -> ValueInfoProto {
+    typed_value(name, FLOAT, dims)
+}
+
+fn typed_value(name: &str, elem_type: i32, dims: &[i64]) -> ValueInfoProto {
     let dim =
         dims.iter().map(|&d| Dimension { value: Some(dimension::Value::DimValue(d)), ..Default::default() }).collect();
-    let tensor = type_proto::Tensor { elem_type: FLOAT, shape: Some(TensorShapeProto { dim }) };
+    let tensor = type_proto::Tensor { elem_type, shape: Some(TensorShapeProto { dim }) };
     ValueInfoProto {
         name: name.into(),
         r#type: Some(TypeProto { value: Some(Value::TensorType(tensor)), ..Default::default() }),
@@ -51,6 +55,92 @@ pub fn slow_matmul_chain(rows: i64, width: i64, steps: usize) -> Vec<u8> {
         initializer: vec![weights],
         input: vec![tensor_value("x", &[rows, width])],
         output: vec![tensor_value(&previous, &[rows, width])],
+        ..Default::default()
+    };
+    let model = ModelProto {
+        ir_version: 7,
+        opset_import: vec![OperatorSetIdProto { domain: String::new(), version: 13 }],
+        producer_name: "edgenn tests".into(),
+        graph: Some(graph),
+        ..Default::default()
+    };
+    model.encode_to_vec()
+}
+
+/// A model of a few hundred bytes that grows when loaded: `Expand` of a one-element constant to
+/// `side x side` floats (4 GiB at 32768), summed and added to the input `x: f32[1, 1]`. Both
+/// inputs of the `Expand` are constants, so a backend that folds constants while loading
+/// materialises the whole tensor then.
+pub fn load_bomb(side: i64) -> Vec<u8> {
+    use prost::Message;
+    const INT64: i32 = 7;
+    let one = TensorProto {
+        name: "one".into(),
+        dims: vec![1],
+        data_type: FLOAT,
+        raw_data: 1.0f32.to_le_bytes().to_vec(),
+        ..Default::default()
+    };
+    let shape = TensorProto {
+        name: "shape".into(),
+        dims: vec![2],
+        data_type: INT64,
+        raw_data: [side, side].iter().flat_map(|d| d.to_le_bytes()).collect(),
+        ..Default::default()
+    };
+    let node = |op: &str, input: &[&str], output: &str| NodeProto {
+        name: output.into(),
+        op_type: op.into(),
+        input: input.iter().map(|i| i.to_string()).collect(),
+        output: vec![output.into()],
+        ..Default::default()
+    };
+    let graph = GraphProto {
+        name: "bomb".into(),
+        node: vec![
+            node("Expand", &["one", "shape"], "big"),
+            node("ReduceSum", &["big"], "sum"),
+            node("Add", &["x", "sum"], "y"),
+        ],
+        initializer: vec![one, shape],
+        input: vec![tensor_value("x", &[1, 1])],
+        output: vec![tensor_value("y", &[1, 1])],
+        ..Default::default()
+    };
+    let model = ModelProto {
+        ir_version: 7,
+        opset_import: vec![OperatorSetIdProto { domain: String::new(), version: 13 }],
+        producer_name: "edgenn tests".into(),
+        graph: Some(graph),
+        ..Default::default()
+    };
+    model.encode_to_vec()
+}
+
+/// `ids: i32[1, 32]` looked up in a constant table of `rows x 4` floats (`Gather`), with no
+/// `range` declared for it: an id past the table reaches the backend as it is.
+pub fn lookup_table(rows: i64) -> Vec<u8> {
+    use prost::Message;
+    const INT32: i32 = 6;
+    let table = TensorProto {
+        name: "table".into(),
+        dims: vec![rows, 4],
+        data_type: FLOAT,
+        raw_data: (0..rows * 4).flat_map(|i| (i as f32).to_le_bytes()).collect(),
+        ..Default::default()
+    };
+    let graph = GraphProto {
+        name: "lookup".into(),
+        node: vec![NodeProto {
+            name: "gather".into(),
+            op_type: "Gather".into(),
+            input: vec!["table".into(), "ids".into()],
+            output: vec!["rows".into()],
+            ..Default::default()
+        }],
+        initializer: vec![table],
+        input: vec![typed_value("ids", INT32, &[1, 32])],
+        output: vec![tensor_value("rows", &[1, 32, 4])],
         ..Default::default()
     };
     let model = ModelProto {

@@ -207,6 +207,22 @@ fn write_response(response: Response, out: ResponseOutparam) {
 
 /// [`crate::outbound::fetch`] for components.
 pub(crate) fn fetch(method: &str, url: &str, body: &[u8]) -> Result<Fetched, String> {
+    receive(send(method, url, body)?)
+}
+
+/// Sends every request before waiting for any answer, so that they are in flight together.
+pub(crate) fn fetch_all(requests: &[(&str, &str, &[u8])]) -> Vec<Result<Fetched, String>> {
+    let sent: Vec<_> = requests
+        .iter()
+        .map(|(method, url, body)| send(method, url, body))
+        .collect();
+    sent.into_iter().map(|sent| receive(sent?)).collect()
+}
+
+type Pending = bindings::wasi::http::types::FutureIncomingResponse;
+
+/// Starts `method url` with `body`: the answer is [`receive`]d later.
+fn send(method: &str, url: &str, body: &[u8]) -> Result<Pending, String> {
     use bindings::wasi::http::outgoing_handler;
     use bindings::wasi::http::types::{OutgoingRequest, Scheme};
 
@@ -259,7 +275,11 @@ pub(crate) fn fetch(method: &str, url: &str, body: &[u8]) -> Result<Fetched, Str
     }
     OutgoingBody::finish(outgoing_body, None).map_err(|e| format!("{e:?}"))?;
 
-    let pending = outgoing_handler::handle(request, None).map_err(|e| format!("{e:?}"))?;
+    outgoing_handler::handle(request, None).map_err(|e| format!("{e:?}"))
+}
+
+/// Waits for the answer of a request [`send`] started, and reads its whole body.
+fn receive(pending: Pending) -> Result<Fetched, String> {
     pending.subscribe().block();
     let response = match pending.get() {
         Some(Ok(Ok(response))) => response,

@@ -354,3 +354,44 @@ mod tests {
         assert_eq!(find_bytes(b"", b"a", 0), None);
     }
 }
+
+/// A body from any client: parsing never panics, and every part it finds lies inside the
+/// body, in order.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Bytes rich in what the parser looks for: line breaks, dashes, the boundary's letters.
+    fn body() -> impl Strategy<Value = Vec<u8>> {
+        let pieces = prop_oneof![
+            Just(b"--XyZ".to_vec()),
+            Just(b"\r\n".to_vec()),
+            Just(b"\n".to_vec()),
+            Just(b"--".to_vec()),
+            Just(b"Content-Disposition: form-data; name=\"image\"".to_vec()),
+            Just(b"content-type: image/png".to_vec()),
+            prop::collection::vec(any::<u8>(), 0..8),
+        ];
+        prop::collection::vec(pieces, 0..40).prop_map(|pieces| pieces.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
+
+        #[test]
+        fn any_body_parses_or_is_refused_and_parts_lie_inside_it(
+            body in body(), content_type in "multipart/form-data; boundary=(XyZ|\"XyZ\"|[ -~]{0,8})") {
+            if let Ok(parts) = parse(&body, &content_type) {
+                let range = body.as_ptr_range();
+                let mut last = range.start;
+                for part in parts {
+                    let here = part.data.as_ptr_range();
+                    prop_assert!(range.start <= here.start && here.end <= range.end);
+                    prop_assert!(last <= here.start, "parts in order");
+                    last = here.end;
+                }
+            }
+        }
+    }
+}

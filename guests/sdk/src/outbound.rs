@@ -29,3 +29,18 @@ pub fn fetch(method: &str, url: &str, body: &[u8]) -> Result<Fetched, String> {
         )
     }
 }
+
+/// Sends every `(method, url, body)` at once, then waits for each answer: the answers in the
+/// order of the requests. The gateway holds a request to a few connections open at once (8):
+/// the ones beyond fail with `ConnectionLimitReached`.
+pub fn fetch_all(requests: &[(&str, &str, &[u8])]) -> Vec<Result<Fetched, String>> {
+    #[cfg(all(feature = "component", target_arch = "wasm32"))]
+    return crate::component::fetch_all(requests);
+    #[cfg(not(all(feature = "component", target_arch = "wasm32")))]
+    {
+        requests
+            .iter()
+            .map(|(method, url, body)| fetch(method, url, body))
+            .collect()
+    }
+}

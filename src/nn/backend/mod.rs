@@ -189,6 +189,9 @@ pub enum Error {
     UnsupportedType(String),
     #[error("not run: {0}")]
     Deadline(String),
+    /// A value outside what the model's manifest says an input takes.
+    #[error("{0}")]
+    OutOfRange(String),
 }
 
 impl From<::ort::Error<::ort::session::builder::SessionBuilder>> for Error {

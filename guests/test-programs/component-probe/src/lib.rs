@@ -7,6 +7,8 @@
 //! - `/model?name=M`: loads model M and runs nothing; answers what the host said;
 //! - `/fetch?url=U`: GETs U through wasi:http/outgoing-handler; answers its status and body,
 //!   or the error;
+//! - `/fetch-all?url=U&n=N`: GETs U N times at once (all sent before any answer is awaited);
+//!   answers how many succeeded and each error;
 //! - `/panic?message=M`: panics with M (std writes the message to stderr through the SDK's
 //!   `fd_write`, which the gateway logs when the instance traps);
 //! - anything else: echoes the method, path, query and body length.
@@ -48,6 +50,21 @@ fn handle(req: Request) -> Response {
                     Response::json(404, &json!({ "error": e.to_string(), "errno": e.errno() }))
                 }
             }
+        }
+        "/fetch-all" => {
+            let url = req.query("url").unwrap_or_default();
+            let n = req
+                .query("n")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1usize)
+                .min(1000);
+            let requests = vec![("GET", url.as_str(), &b""[..]); n];
+            let answers = edgenn_guest::outbound::fetch_all(&requests);
+            let errors: Vec<&String> = answers.iter().filter_map(|a| a.as_ref().err()).collect();
+            Response::json(
+                200,
+                &json!({ "ok": answers.len() - errors.len(), "errors": errors }),
+            )
         }
         "/panic" => panic!("{}", req.query("message").unwrap_or_default()),
         "/fetch" => {

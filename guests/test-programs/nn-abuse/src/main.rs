@@ -96,7 +96,8 @@ fn handle(req: Request) -> Response {
         }
         Some("inputs") => {
             let mib: usize = req.query("mib").and_then(|v| v.parse().ok()).unwrap_or(16);
-            let data = vec![1u8; mib << 20];
+            // Zeros: token id 0, a value every model here takes.
+            let data = vec![0u8; mib << 20];
             let dims = [1u32, (data.len() / 4) as u32];
             let tensor = RawTensor {
                 dims: dims.as_ptr(),

@@ -511,7 +511,9 @@ fn start_doors() -> Gateway {
     let fresh = app_dir(&scratch_root().join("doors-apps"), "fresh", "fresh-memory", "[limits]\nmemory_mib = 256", &[]);
     let apps = [Path::new("guests/classify"), Path::new("guests/predict"), Path::new("guests/digits"), &probe, &fresh];
     let args = ["--no-warm-up", "--body-idle-timeout-secs", "1", "--max-bodies-per-client", "4"];
-    let args = [&args[..], &["--admin-token", TOKEN, "--max-model-load-mib", "256"]].concat();
+    let args =
+        [&args[..], &["--admin-token", TOKEN, "--max-model-load-mib", "256", "--max-connections-per-client", "32"]]
+            .concat();
     Gateway::start_logged(&apps, &args)
 }
 
@@ -696,6 +698,28 @@ fn stalled_uploads_hold_nothing_other_clients_need() {
         let cut = answer.starts_with("HTTP/1.1 408") && answer.contains("\"body_timeout\"");
         assert!(refused || cut, "{answer:?}");
     }
+}
+
+#[test]
+fn one_client_address_holds_only_its_share_of_the_connections() {
+    let _turn = one_at_a_time();
+    // Forty connections from one address, held open: the first 32 are served, the rest are
+    // closed as they are accepted; other clients are served all along.
+    let held: Vec<TcpStream> = (0..40).map(|_| connect_from("127.0.0.3", "")).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    still_serving(doors());
+    let mut answered = 0;
+    for mut stream in held {
+        stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = stream.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        if answer.starts_with("HTTP/1.1 200") {
+            answered += 1;
+        }
+    }
+    assert_eq!(answered, 32, "one address was served on {answered} of its 40 connections");
+    still_serving(doors());
 }
 
 #[test]

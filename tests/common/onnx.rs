@@ -24,18 +24,41 @@ fn typed_value(name: &str, elem_type: i32, dims: &[i64]) -> ValueInfoProto {
     }
 }
 
+/// The model of `graph` (opset 13), encoded.
+fn encoded(graph: GraphProto) -> Vec<u8> {
+    use prost::Message;
+    let model = ModelProto {
+        ir_version: 7,
+        opset_import: vec![OperatorSetIdProto { domain: String::new(), version: 13 }],
+        producer_name: "edgenn tests".into(),
+        graph: Some(graph),
+        ..Default::default()
+    };
+    model.encode_to_vec()
+}
+
+/// A node named after its one output.
+fn node(op: &str, input: &[&str], output: &str) -> NodeProto {
+    NodeProto {
+        name: output.into(),
+        op_type: op.into(),
+        input: input.iter().map(|i| i.to_string()).collect(),
+        output: vec![output.into()],
+        ..Default::default()
+    }
+}
+
+/// A constant tensor of `data_type` with its raw little-endian bytes.
+fn constant(name: &str, dims: &[i64], data_type: i32, raw_data: Vec<u8>) -> TensorProto {
+    TensorProto { name: name.into(), dims: dims.to_vec(), data_type, raw_data, ..Default::default() }
+}
+
 /// `x: f32[rows, width]` multiplied `steps` times by a constant `width x width` matrix: about
 /// `2 * rows * width^2 * steps` floating-point operations per run, whatever the backend.
 pub fn slow_matmul_chain(rows: i64, width: i64, steps: usize) -> Vec<u8> {
-    use prost::Message;
-    let weights = TensorProto {
-        name: "w".into(),
-        dims: vec![width, width],
-        data_type: FLOAT,
-        // Small enough that the values stay finite along the chain.
-        raw_data: (0..width * width).flat_map(|_| (1.0f32 / width as f32).to_le_bytes()).collect(),
-        ..Default::default()
-    };
+    // Small enough that the values stay finite along the chain.
+    let raw = (0..width * width).flat_map(|_| (1.0f32 / width as f32).to_le_bytes()).collect();
+    let weights = constant("w", &[width, width], FLOAT, raw);
     let mut previous = "x".to_string();
     let mut node = Vec::new();
     for i in 0..steps {
@@ -57,14 +80,7 @@ pub fn slow_matmul_chain(rows: i64, width: i64, steps: usize) -> Vec<u8> {
         output: vec![tensor_value(&previous, &[rows, width])],
         ..Default::default()
     };
-    let model = ModelProto {
-        ir_version: 7,
-        opset_import: vec![OperatorSetIdProto { domain: String::new(), version: 13 }],
-        producer_name: "edgenn tests".into(),
-        graph: Some(graph),
-        ..Default::default()
-    };
-    model.encode_to_vec()
+    encoded(graph)
 }
 
 /// A model of a few hundred bytes that grows when loaded: `Expand` of a one-element constant to
@@ -72,29 +88,9 @@ pub fn slow_matmul_chain(rows: i64, width: i64, steps: usize) -> Vec<u8> {
 /// inputs of the `Expand` are constants, so a backend that folds constants while loading
 /// materialises the whole tensor then.
 pub fn load_bomb(side: i64) -> Vec<u8> {
-    use prost::Message;
     const INT64: i32 = 7;
-    let one = TensorProto {
-        name: "one".into(),
-        dims: vec![1],
-        data_type: FLOAT,
-        raw_data: 1.0f32.to_le_bytes().to_vec(),
-        ..Default::default()
-    };
-    let shape = TensorProto {
-        name: "shape".into(),
-        dims: vec![2],
-        data_type: INT64,
-        raw_data: [side, side].iter().flat_map(|d| d.to_le_bytes()).collect(),
-        ..Default::default()
-    };
-    let node = |op: &str, input: &[&str], output: &str| NodeProto {
-        name: output.into(),
-        op_type: op.into(),
-        input: input.iter().map(|i| i.to_string()).collect(),
-        output: vec![output.into()],
-        ..Default::default()
-    };
+    let one = constant("one", &[1], FLOAT, 1.0f32.to_le_bytes().to_vec());
+    let shape = constant("shape", &[2], INT64, [side, side].iter().flat_map(|d| d.to_le_bytes()).collect());
     let graph = GraphProto {
         name: "bomb".into(),
         node: vec![
@@ -107,48 +103,21 @@ pub fn load_bomb(side: i64) -> Vec<u8> {
         output: vec![tensor_value("y", &[1, 1])],
         ..Default::default()
     };
-    let model = ModelProto {
-        ir_version: 7,
-        opset_import: vec![OperatorSetIdProto { domain: String::new(), version: 13 }],
-        producer_name: "edgenn tests".into(),
-        graph: Some(graph),
-        ..Default::default()
-    };
-    model.encode_to_vec()
+    encoded(graph)
 }
 
 /// `ids: i32[1, 32]` looked up in a constant table of `rows x 4` floats (`Gather`), with no
 /// `range` declared for it: an id past the table reaches the backend as it is.
 pub fn lookup_table(rows: i64) -> Vec<u8> {
-    use prost::Message;
     const INT32: i32 = 6;
-    let table = TensorProto {
-        name: "table".into(),
-        dims: vec![rows, 4],
-        data_type: FLOAT,
-        raw_data: (0..rows * 4).flat_map(|i| (i as f32).to_le_bytes()).collect(),
-        ..Default::default()
-    };
+    let table = constant("table", &[rows, 4], FLOAT, (0..rows * 4).flat_map(|i| (i as f32).to_le_bytes()).collect());
     let graph = GraphProto {
         name: "lookup".into(),
-        node: vec![NodeProto {
-            name: "gather".into(),
-            op_type: "Gather".into(),
-            input: vec!["table".into(), "ids".into()],
-            output: vec!["rows".into()],
-            ..Default::default()
-        }],
+        node: vec![node("Gather", &["table", "ids"], "rows")],
         initializer: vec![table],
         input: vec![typed_value("ids", INT32, &[1, 32])],
         output: vec![tensor_value("rows", &[1, 32, 4])],
         ..Default::default()
     };
-    let model = ModelProto {
-        ir_version: 7,
-        opset_import: vec![OperatorSetIdProto { domain: String::new(), version: 13 }],
-        producer_name: "edgenn tests".into(),
-        graph: Some(graph),
-        ..Default::default()
-    };
-    model.encode_to_vec()
+    encoded(graph)
 }

@@ -261,7 +261,7 @@ impl Fleet {
         let deployed =
             tokio::task::spawn_blocking(move || -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
                 Ok(match kind {
-                    Kind::App => apps.deploy_dir(&dir)?.manifest.name.clone(),
+                    Kind::App => apps.deploy_artifact(&dir)?.manifest.name.clone(),
                     Kind::Model => repository.install_pulled(&dir)?.name,
                 })
             })
@@ -276,6 +276,17 @@ impl Fleet {
 
     /// The folder of `digest` in the cache, pulled first if it is not there.
     async fn fetch(&self, reference: &str, digest: &str, kind: Kind) -> Result<PathBuf, FleetError> {
+        if !crate::oci::is_sha256_digest(digest) {
+            // `resolve` and the cache give only sha256 digests: this is the last line.
+            return Err(FleetError::Registry {
+                reference: reference.to_string(),
+                source: registry::RegistryError::BadDigest {
+                    registry: String::new(),
+                    reference: reference.to_string(),
+                    digest: digest.to_string(),
+                },
+            });
+        }
         let artifacts = self.config.cache.join("artifacts");
         let dir = artifacts.join(digest.replace(':', "-"));
         if !dir.is_dir() {
@@ -341,7 +352,12 @@ fn resolved_path(config: &FleetConfig) -> PathBuf {
 
 /// The digest every reference last resolved to, as the cache kept it (read once, at start).
 fn load_resolved(config: &FleetConfig) -> BTreeMap<String, String> {
-    std::fs::read(resolved_path(config)).ok().and_then(|bytes| serde_json::from_slice(&bytes).ok()).unwrap_or_default()
+    let resolved: BTreeMap<String, String> = std::fs::read(resolved_path(config))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default();
+    // The file is the gateway's own, but its digests name folders: only sha256 digests.
+    resolved.into_iter().filter(|(_, digest)| crate::oci::is_sha256_digest(digest)).collect()
 }
 
 /// Whether `path` holds a fleet file that parses (for `edgenn serve` to refuse a bad one at

@@ -190,3 +190,61 @@ fn a_fleet_converges_from_a_registry_keeps_serving_offline_and_refuses_tampered_
     }
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// A registry that lies: every request is answered 200 with `Docker-Content-Digest: digest`.
+fn lying_registry(digest: &'static str) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut request = [0u8; 8192];
+            let _ = stream.read(&mut request);
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ndocker-content-digest: {digest}\r\ncontent-type: application/vnd.oci.image.manifest.v1+json\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            );
+            let _ = stream.write_all(answer.as_bytes());
+        }
+    });
+    address
+}
+
+#[test]
+fn a_fleet_takes_no_path_from_a_registry_or_an_artifact() {
+    let root = scratch().join("no-paths");
+    std::fs::create_dir_all(&root).unwrap();
+    let registry = Registry::start(&root.join("registry"));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let push_artifact = |artifact: &edgenn::oci::Artifact, reference: &str| {
+        runtime.block_on(edgenn::oci::registry::push(artifact, reference)).unwrap();
+    };
+    // An honest app, served: the fleet works here.
+    let honest = format!("{}/apps/honest:1", registry.address);
+    let app = app_dir(&root, "honest", "echo", "routes = [\"/v1/honest\"]", &[]);
+    push_artifact(&edgenn::oci::pack_app(&app).unwrap(), &honest);
+    // An artifact whose manifest names a module of the host (a valid one) instead of its own.
+    let app = app_dir(&root, "crafted", "echo", "routes = [\"/v1/crafted\"]", &[]);
+    let mut artifact = edgenn::oci::pack_app(&app).unwrap();
+    let manifest = artifact.layers.iter_mut().find(|l| l.title == Path::new("edgenn.toml")).unwrap();
+    let text = String::from_utf8(manifest.data.clone()).unwrap();
+    let host_module = guest_wasm("echo").display().to_string();
+    manifest.data = text.replace("wasm = \"app.wasm\"", &format!("wasm = {host_module:?}")).into_bytes();
+    assert!(String::from_utf8_lossy(&manifest.data).contains(&host_module));
+    let crafted = format!("{}/apps/crafted:1", registry.address);
+    push_artifact(&artifact, &crafted);
+    // A folder of the host with an app in it, and a registry whose digest for a tag points
+    // there from the fleet's cache (`<cache>/artifacts/../../planted`).
+    app_dir(&root, "planted", "echo", "routes = [\"/v1/planted\"]", &[]);
+    let liar = lying_registry("../../planted");
+    let fleet = root.join("fleet.toml");
+    std::fs::write(&fleet, format!("apps = [\"{honest}\", \"{crafted}\", \"{liar}/apps/planted:1\"]\n")).unwrap();
+    let gateway = start(&fleet, &root.join("cache"));
+    let status = |path: &str| json_of(agent().get(&gateway.url(path)).call()).0;
+    wait_for("the honest app served", CONVERGENCE_BOUND, || status("/v1/honest") == 200);
+    wait_for("both lies refused", CONVERGENCE_BOUND, || metric(&gateway, "edgenn_fleet_pull_failures_total") >= 2.0);
+    assert_eq!(status("/v1/crafted"), 404, "the crafted app ran a module of the host");
+    assert_eq!(status("/v1/planted"), 404, "a folder of the host was deployed");
+    let (code, json) = ready(&gateway);
+    assert_eq!((code, &json["fleet"]["converged"]), (503, &serde_json::json!(false)), "{json}");
+    gateway.kill();
+}

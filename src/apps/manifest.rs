@@ -132,15 +132,22 @@ impl AppManifest {
     /// Reads an app the admin API stored: it must be the app its directory is named after, and
     /// its module must be the stored one, whatever else is in the directory.
     pub fn from_stored_dir(dir: &Path, name: &str) -> Result<Self, ManifestError> {
-        let manifest = Self::from_dir(dir)?;
-        let path = dir.join(MANIFEST_FILE);
+        let manifest = Self::from_artifact_dir(dir)?;
         if manifest.name != name {
             let message = format!("names app {:?} but is stored as {name:?}", manifest.name);
-            return Err(ManifestError::Invalid { path, message });
+            return Err(ManifestError::Invalid { path: dir.join(MANIFEST_FILE), message });
         }
+        Ok(manifest)
+    }
+
+    /// Reads an app that came from outside as a folder (an OCI artifact, a stored upload): its
+    /// module must be the folder's own `app.wasm`, whatever path its author wrote, so that a
+    /// manifest never makes the gateway run a file of the host.
+    pub fn from_artifact_dir(dir: &Path) -> Result<Self, ManifestError> {
+        let manifest = Self::from_dir(dir)?;
         if manifest.wasm != Path::new(STORED_WASM_FILE) {
-            let message = format!("module {:?} is not the stored {STORED_WASM_FILE}", manifest.wasm);
-            return Err(ManifestError::Invalid { path, message });
+            let message = format!("module {:?} is not the app's own {STORED_WASM_FILE}", manifest.wasm);
+            return Err(ManifestError::Invalid { path: dir.join(MANIFEST_FILE), message });
         }
         Ok(manifest)
     }

@@ -193,6 +193,12 @@ impl Apps {
         self.deploy_manifest(AppManifest::from_stored_dir(dir, name)?, dir)
     }
 
+    /// Like [`Apps::deploy_dir`] for an app pulled as an artifact: it runs the artifact's own
+    /// module (see [`AppManifest::from_artifact_dir`]).
+    pub fn deploy_artifact(&self, dir: &Path) -> Result<Arc<App>, DeployError> {
+        self.deploy_manifest(AppManifest::from_artifact_dir(dir)?, dir)
+    }
+
     /// Like [`Apps::deploy_stored`] for an app the gateway comes back with after a restart: a
     /// shared model it declares that is gone since (removed from the repository) does not
     /// refuse it, so the app is not lost; its guest gets wasi-nn's `not-found` for that model.

@@ -238,6 +238,15 @@ pub fn unpack(
     Ok(kind)
 }
 
+/// Whether `digest` is `sha256:` and 64 lowercase hex digits: the only digests edgenn takes
+/// from a registry. A registry's answer is data from outside, and the cache names folders after
+/// digests: anything else (`../..`, another algorithm) is refused before a path is built.
+pub fn is_sha256_digest(digest: &str) -> bool {
+    digest
+        .strip_prefix("sha256:")
+        .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+}
+
 /// `sha256:<hex>` of `data`, as OCI names blobs.
 pub fn sha256_digest(data: &[u8]) -> String {
     use sha2::Digest;
@@ -314,6 +323,24 @@ mod tests {
         assert_eq!(std::fs::read(out.join("app.wasm")).unwrap(), std::fs::read(&wasm).unwrap());
         let _ = std::fs::remove_dir_all(&dir);
         let _ = std::fs::remove_dir_all(&out);
+    }
+
+    #[test]
+    fn only_sha256_digests_are_taken() {
+        let good = sha256_digest(b"x");
+        assert!(is_sha256_digest(&good));
+        for bad in [
+            "../../../etc".to_string(),
+            "sha256:../../../../tmp".to_string(),
+            good.to_uppercase(),
+            good.replace("sha256", "sha512"),
+            format!("{good}0"),
+            good[..good.len() - 1].to_string(),
+            format!("{}/x", &good[..good.len() - 2]),
+            String::new(),
+        ] {
+            assert!(!is_sha256_digest(&bad), "{bad:?}");
+        }
     }
 
     #[test]

@@ -38,6 +38,8 @@ pub enum RegistryError {
     },
     #[error(transparent)]
     Artifact(#[from] ArtifactError),
+    #[error("registry {registry} named {reference:?} by {digest:?}, which is not a sha256 digest")]
+    BadDigest { registry: String, reference: String, digest: String },
 }
 
 /// An artifact in a registry: its reference and the digest of its manifest.
@@ -100,21 +102,35 @@ fn auth(registry: &str) -> Result<RegistryAuth, RegistryError> {
 /// in the registry.
 pub async fn resolve(reference: &str) -> Result<String, RegistryError> {
     let image = parse(reference)?;
-    if let Some(digest) = image.digest() {
-        return Ok(digest.to_string());
-    }
     let registry = image.resolve_registry().to_string();
-    let auth = auth(&registry)?;
-    client(&image)
-        .fetch_manifest_digest(&image, &auth)
-        .await
-        .map_err(|source| RegistryError::Registry { registry, source })
+    let digest = match image.digest() {
+        Some(digest) => digest.to_string(),
+        None => {
+            let auth = auth(&registry)?;
+            client(&image)
+                .fetch_manifest_digest(&image, &auth)
+                .await
+                .map_err(|source| RegistryError::Registry { registry: registry.clone(), source })?
+        }
+    };
+    checked(reference, &registry, digest)
+}
+
+/// `digest` if it is a sha256 digest ([`crate::oci::is_sha256_digest`]).
+fn checked(reference: &str, registry: &str, digest: String) -> Result<String, RegistryError> {
+    if crate::oci::is_sha256_digest(&digest) {
+        Ok(digest)
+    } else {
+        Err(RegistryError::BadDigest { registry: registry.to_string(), reference: reference.to_string(), digest })
+    }
 }
 
 /// `reference` pinned to `digest`: `REGISTRY/REPOSITORY@DIGEST`.
 pub fn pinned(reference: &str, digest: &str) -> Result<String, RegistryError> {
     let image = parse(reference)?;
-    Ok(format!("{}/{}@{digest}", image.resolve_registry(), image.repository()))
+    let registry = image.resolve_registry().to_string();
+    let digest = checked(reference, &registry, digest.to_string())?;
+    Ok(format!("{registry}/{}@{digest}", image.repository()))
 }
 
 /// Pushes `artifact` to `reference` and returns where it is, by digest.

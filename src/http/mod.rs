@@ -158,6 +158,7 @@ pub fn router(
         .route("/v1/apps", get(list_apps))
         .merge(v2::router())
         .route("/apps/{name}", any(app_root))
+        .route("/apps/{name}/", any(app_root_slash))
         .route("/apps/{name}/{*rest}", any(app_path))
         .fallback(any(by_app_route))
         .layer(CatchPanicLayer::custom(|_panic| {
@@ -214,6 +215,16 @@ async fn list_apps(State(state): State<HttpState>) -> Json<serde_json::Value> {
 
 #[utoipa::path(method(get, post, put, delete, patch), path = "/apps/{name}", tag = "apps", params(("name" = String, Path, description = "A deployed app")), responses((status = 200, description = "What the app answers"), (status = 404, description = "Unknown app", body = ErrorBody), (status = 413, description = "Body over the app's limit or the app past its memory", body = ErrorBody), (status = 429, description = "The app is busy", body = ErrorBody), (status = 504, description = "The app ran past its deadline", body = ErrorBody)))]
 async fn app_root(
+    State(state): State<HttpState>,
+    Path(name): Path<String>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    by_name(&state, &name, "/".to_string(), request).await
+}
+
+/// `/apps/<name>/`: the app's root too, as `/apps/<name>` is (the path below it is `/`).
+#[utoipa::path(method(get, post, put, delete, patch), path = "/apps/{name}/", tag = "apps", params(("name" = String, Path, description = "A deployed app")), responses((status = 200, description = "What the app answers, as for `/apps/{name}`"), (status = 404, description = "Unknown app", body = ErrorBody)))]
+async fn app_root_slash(
     State(state): State<HttpState>,
     Path(name): Path<String>,
     request: Request,

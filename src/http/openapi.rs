@@ -22,6 +22,7 @@ use utoipa::{Modify, OpenApi};
         super::list_models,
         super::list_apps,
         super::app_root,
+        super::app_root_slash,
         super::app_path,
         super::admin::list,
         super::admin::inspect,

@@ -80,8 +80,12 @@ async fn app_routes_reach_the_guest_with_the_path_below_them() {
     let (status, _, json) = send(get("/v1/echo/some/path?x=1")).await;
     assert_eq!(status, StatusCode::OK, "{json}");
     assert_eq!((json["path"].as_str(), json["env"]["SCRIPT_NAME"].as_str()), (Some("/some/path"), Some("/v1/echo")));
-    let (status, _, json) = send(get("/apps/echo")).await;
-    assert_eq!((status, json["path"].as_str()), (StatusCode::OK, Some("/")));
+    // Every app under /apps/<name>, with or without the trailing slash, and below it.
+    for (uri, below) in [("/apps/echo", "/"), ("/apps/echo/", "/"), ("/apps/echo/x/y", "/x/y"), ("/v1/echo/", "/")] {
+        let (status, _, json) = send(get(uri)).await;
+        assert_eq!((status, json["path"].as_str()), (StatusCode::OK, Some(below)), "{uri}: {json}");
+        assert!(json["env"]["SCRIPT_NAME"].as_str().is_some_and(|s| !s.ends_with('/')), "{uri}: {json}");
+    }
     // A path that only shares characters with a route is not below it.
     let (status, _, json) = send(get("/v1/echoes")).await;
     assert_eq!((status, json["kind"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
@@ -383,6 +387,7 @@ async fn openapi_describes_every_route_the_router_serves() {
         ("/v1/models", "get"),
         ("/v1/apps", "get"),
         ("/apps/{name}", "post"),
+        ("/apps/{name}/", "get"),
         ("/apps/{name}/{rest}", "get"),
         ("/admin/apps", "get"),
         ("/admin/apps/{name}", "put"),

@@ -43,6 +43,8 @@ pub struct FleetConfig {
     /// Pulled artifacts, by digest, and the digests references last resolved to.
     pub cache: PathBuf,
     pub poll: Duration,
+    /// What one pull may cost (its size, how long the registry may stall).
+    pub pull: registry::PullLimits,
 }
 
 /// The longest wait between two attempts while a pull keeps failing.
@@ -185,15 +187,22 @@ impl Fleet {
         let last = self.resolved.lock().unwrap_or_else(PoisonError::into_inner).clone();
         let mut resolved = last.clone();
         let mut pass = Pass { converged: true, reachable: true };
-        let listed = desired.models.iter().map(|r| (r, Kind::Model)).chain(desired.apps.iter().map(|r| (r, Kind::App)));
-        for (reference, kind) in listed {
-            match self.ensure(reference, kind, &mut resolved).await {
-                Ok(reached) => pass.reachable &= reached,
-                Err(error) => {
-                    pass.converged = false;
-                    pass.reachable &= !matches!(error, FleetError::Registry { .. });
-                    self.metrics.fleet_pull_failures.inc();
-                    tracing::warn!(error = %describe(&error), "fleet: not converged; the old version serves");
+        // Models before apps (an app may declare a model the file lists); within each, every
+        // reference at once, so that a registry stalling one blob delays only its own.
+        for (references, kind) in [(&desired.models, Kind::Model), (&desired.apps, Kind::App)] {
+            let ensured = references.iter().map(|reference| self.ensure(reference, kind, last.get(reference)));
+            for (reference, (digest, outcome)) in references.iter().zip(futures_util::future::join_all(ensured).await) {
+                if let Some(digest) = digest {
+                    resolved.insert(reference.clone(), digest);
+                }
+                match outcome {
+                    Ok(reached) => pass.reachable &= reached,
+                    Err(error) => {
+                        pass.converged = false;
+                        pass.reachable &= !matches!(error, FleetError::Registry { .. });
+                        self.metrics.fleet_pull_failures.inc();
+                        tracing::warn!(error = %describe(&error), "fleet: not converged; the old version serves");
+                    }
                 }
             }
         }
@@ -232,31 +241,35 @@ impl Fleet {
         std::fs::rename(&temporary, &path).map_err(cache_error)
     }
 
-    /// Serves `reference` at the digest it resolves to (or last resolved to, offline: then
-    /// `Ok(false)`).
+    /// Serves `reference` at the digest it resolves to (or, offline, `last` resolved to: then
+    /// `Ok(false)`): the digest it resolved to, if any, and the outcome.
     async fn ensure(
         &self,
         reference: &str,
         kind: Kind,
-        resolved: &mut BTreeMap<String, String>,
-    ) -> Result<bool, FleetError> {
-        let registry_error = |source| FleetError::Registry { reference: reference.to_string(), source };
+        last: Option<&String>,
+    ) -> (Option<String>, Result<bool, FleetError>) {
         let (digest, reached) = match registry::resolve(reference).await {
             Ok(digest) => (digest, true),
-            Err(error) => match resolved.get(reference) {
+            Err(error) => match last {
                 Some(digest) => {
                     tracing::warn!(%reference, %digest, error = %describe(&error), "registry unreachable: serving the digest last resolved");
                     (digest.clone(), false)
                 }
-                None => return Err(registry_error(error)),
+                None => return (None, Err(FleetError::Registry { reference: reference.to_string(), source: error })),
             },
         };
-        resolved.insert(reference.to_string(), digest.clone());
+        let outcome = self.serve_at(reference, kind, &digest).await.map(|()| reached);
+        (Some(digest), outcome)
+    }
+
+    /// Serves `reference` at `digest`, pulled first if need be.
+    async fn serve_at(&self, reference: &str, kind: Kind, digest: &str) -> Result<(), FleetError> {
         let current = self.served.lock().unwrap_or_else(PoisonError::into_inner).get(reference).cloned();
         if current.is_some_and(|served| served.digest == digest) {
-            return Ok(reached);
+            return Ok(());
         }
-        let dir = self.fetch(reference, &digest, kind).await?;
+        let dir = self.fetch(reference, digest, kind).await?;
         let (apps, repository) = (self.apps.clone(), self.repository.clone());
         let deployed =
             tokio::task::spawn_blocking(move || -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
@@ -269,9 +282,9 @@ impl Fleet {
             .map_err(|e| FleetError::Deploy { reference: reference.to_string(), source: e.into() })?
             .map_err(|source| FleetError::Deploy { reference: reference.to_string(), source })?;
         tracing::info!(%reference, %digest, name = %deployed, kind = kind.as_str(), "fleet: serving");
-        let served = Served { kind, digest, name: deployed };
+        let served = Served { kind, digest: digest.to_string(), name: deployed };
         self.served.lock().unwrap_or_else(PoisonError::into_inner).insert(reference.to_string(), served);
-        Ok(reached)
+        Ok(())
     }
 
     /// The folder of `digest` in the cache, pulled first if it is not there.
@@ -299,7 +312,7 @@ impl Fleet {
             ));
             let pinned = registry::pinned(reference, digest)
                 .map_err(|source| FleetError::Registry { reference: reference.to_string(), source })?;
-            let pulled = registry::pull(&pinned, &partial).await;
+            let pulled = registry::pull(&pinned, &partial, self.config.pull).await;
             let pulled = match pulled {
                 Ok(pulled) => pulled,
                 Err(source) => {

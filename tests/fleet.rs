@@ -9,14 +9,15 @@ use common::registry::Registry;
 use common::*;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// How long a change may take to reach every gateway: a few polls (200 ms) and a deploy.
 const CONVERGENCE_BOUND: Duration = Duration::from_secs(20);
 
-fn scratch() -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("fleet-{}", std::process::id()));
+/// A directory of this test's own (the tests of this file run at once, in one process).
+fn scratch(test: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("fleet-{test}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -88,7 +89,7 @@ fn metric(gateway: &Gateway, name: &str) -> f64 {
 
 #[test]
 fn a_fleet_converges_from_a_registry_keeps_serving_offline_and_refuses_tampered_blobs() {
-    let root = scratch();
+    let root = scratch("converges");
     let mut registry = Registry::start(&root.join("registry"));
     let model = root.join("digits-model");
     std::fs::create_dir_all(&model).unwrap();
@@ -211,8 +212,7 @@ fn lying_registry(digest: &'static str) -> String {
 
 #[test]
 fn a_fleet_takes_no_path_from_a_registry_or_an_artifact() {
-    let root = scratch().join("no-paths");
-    std::fs::create_dir_all(&root).unwrap();
+    let root = scratch("no-paths");
     let registry = Registry::start(&root.join("registry"));
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let push_artifact = |artifact: &edgenn::oci::Artifact, reference: &str| {
@@ -244,6 +244,175 @@ fn a_fleet_takes_no_path_from_a_registry_or_an_artifact() {
     wait_for("both lies refused", CONVERGENCE_BOUND, || metric(&gateway, "edgenn_fleet_pull_failures_total") >= 2.0);
     assert_eq!(status("/v1/crafted"), 404, "the crafted app ran a module of the host");
     assert_eq!(status("/v1/planted"), 404, "a folder of the host was deployed");
+    let (code, json) = ready(&gateway);
+    assert_eq!((code, &json["fleet"]["converged"]), (503, &serde_json::json!(false)), "{json}");
+    gateway.kill();
+}
+
+/// How the registry of [`serving_registry`] sends the blob of an artifact's module.
+#[derive(Clone, Copy, PartialEq)]
+enum ModuleBlob {
+    /// More bytes than its descriptor declares: a gigabyte, for as long as the client reads.
+    Endless,
+    /// Its headers, then nothing, ever.
+    Stalled,
+    /// A descriptor declaring 100 GiB.
+    Declared100GiB,
+}
+
+/// A registry serving `artifact` (its manifest, config and layers) under any name, except
+/// that the module's blob is sent as `module` says. Counts the blob requests it gets.
+fn serving_registry(artifact: edgenn::oci::Artifact, module: ModuleBlob) -> (String, Arc<AtomicUsize>) {
+    use edgenn::oci::{TITLE, sha256_digest};
+    use std::io::{BufRead, BufReader, Write};
+    let descriptor = |media_type: &str, data: &[u8], title: Option<&Path>| {
+        let mut d = serde_json::json!({"mediaType": media_type, "digest": sha256_digest(data), "size": data.len()});
+        if let Some(title) = title {
+            d["annotations"] = serde_json::json!({ TITLE: title.display().to_string() });
+        }
+        d
+    };
+    let mut layers: Vec<serde_json::Value> =
+        artifact.layers.iter().map(|l| descriptor(l.media_type, &l.data, Some(&l.title))).collect();
+    let module_digest = sha256_digest(&artifact.layers[0].data);
+    if module == ModuleBlob::Declared100GiB {
+        layers[0]["size"] = serde_json::json!(100u64 << 30);
+    }
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": descriptor(artifact.config_media_type, &artifact.config, None),
+        "layers": layers,
+    }))
+    .unwrap();
+    let mut blobs: Vec<(String, Vec<u8>)> =
+        artifact.layers.iter().map(|l| (sha256_digest(&l.data), l.data.clone())).collect();
+    blobs.push((sha256_digest(&artifact.config), artifact.config.clone()));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let blob_requests = Arc::new(AtomicUsize::new(0));
+    let counted = blob_requests.clone();
+    let blobs = Arc::new(blobs);
+    let manifest = Arc::new(manifest);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let (blobs, manifest, counted, module_digest) =
+                (blobs.clone(), manifest.clone(), counted.clone(), module_digest.clone());
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut stream = stream;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let mut parts = line.split_whitespace();
+                    let (method, path) =
+                        (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or("").to_string());
+                    loop {
+                        let mut header = String::new();
+                        if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
+                            break;
+                        }
+                    }
+                    let (status, content_type, body): (&str, &str, Vec<u8>) = if path.contains("/manifests/") {
+                        ("200 OK", "application/vnd.oci.image.manifest.v1+json", manifest.to_vec())
+                    } else if let Some(digest) = path.split("/blobs/").nth(1) {
+                        counted.fetch_add(1, Ordering::SeqCst);
+                        if digest == module_digest {
+                            match module {
+                                ModuleBlob::Stalled => {
+                                    let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n");
+                                    std::thread::sleep(Duration::from_secs(600));
+                                    return;
+                                }
+                                ModuleBlob::Endless => {
+                                    let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1073741824\r\n\r\n");
+                                    let chunk = vec![0u8; 1 << 16];
+                                    for _ in 0..(1 << 14) {
+                                        if stream.write_all(&chunk).is_err() {
+                                            return;
+                                        }
+                                    }
+                                    return;
+                                }
+                                ModuleBlob::Declared100GiB => {}
+                            }
+                        }
+                        match blobs.iter().find(|(d, _)| d == digest) {
+                            Some((_, data)) => ("200 OK", "application/octet-stream", data.clone()),
+                            None => ("404 Not Found", "text/plain", Vec::new()),
+                        }
+                    } else {
+                        ("200 OK", "application/json", b"{}".to_vec())
+                    };
+                    let digest = sha256_digest(&body);
+                    let head = format!(
+                        "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ndocker-content-digest: {digest}\r\ncontent-length: {}\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = stream.write_all(head.as_bytes());
+                    if method != "HEAD" {
+                        let _ = stream.write_all(&body);
+                    }
+                }
+            });
+        }
+    });
+    (address, blob_requests)
+}
+
+#[test]
+fn a_fleet_streams_blobs_within_their_declared_size_and_a_stalled_one_delays_only_its_app() {
+    let root = scratch("streams");
+    let registry = Registry::start(&root.join("registry"));
+    let honest = format!("{}/apps/honest:1", registry.address);
+    let app = app_dir(&root, "honest", "echo", "routes = [\"/v1/honest\"]", &[]);
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(edgenn::oci::registry::push(&edgenn::oci::pack_app(&app).unwrap(), &honest))
+        .unwrap();
+    let liar = |name: &str, module: ModuleBlob| {
+        let app = app_dir(&root, name, "echo", &format!("routes = [\"/v1/{name}\"]"), &[]);
+        let (address, blob_requests) = serving_registry(edgenn::oci::pack_app(&app).unwrap(), module);
+        (format!("{address}/apps/{name}:1"), blob_requests)
+    };
+    let (endless, _) = liar("endless", ModuleBlob::Endless);
+    let (stalled, _) = liar("stalled", ModuleBlob::Stalled);
+    let (declared, declared_blobs) = liar("declared", ModuleBlob::Declared100GiB);
+    let fleet = root.join("fleet.toml");
+    std::fs::write(&fleet, format!("apps = [\"{stalled}\", \"{endless}\", \"{declared}\", \"{honest}\"]\n")).unwrap();
+    let (file, cache) = (fleet.to_str().unwrap(), root.join("cache"));
+    let args = ["--no-warm-up", "--fleet", file, "--fleet-cache", cache.to_str().unwrap(), "--fleet-poll-ms", "200"];
+    let gateway = Gateway::start(&[], &[&args[..], &["--fleet-read-timeout-secs", "3"]].concat());
+    let peak = |gateway: &Gateway| -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", gateway.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .unwrap()
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse::<f64>()
+            .unwrap()
+            / 1024.0
+    };
+    let status = |path: &str| json_of(agent().get(&gateway.url(path)).call()).0;
+    // Listed last, behind a blob that never comes: served all the same.
+    let took =
+        wait_for("the honest app served beside the stalled one", CONVERGENCE_BOUND, || status("/v1/honest") == 200);
+    println!("the honest app was served {took:?} after start, beside a stalled blob");
+    wait_for("the three lies refused", CONVERGENCE_BOUND, || {
+        metric(&gateway, "edgenn_fleet_pull_failures_total") >= 3.0
+    });
+    for name in ["endless", "stalled", "declared"] {
+        assert_eq!(status(&format!("/v1/{name}")), 404, "{name} was served");
+    }
+    assert_eq!(declared_blobs.load(Ordering::SeqCst), 0, "a blob of a 100 GiB artifact was asked for");
+    let peak_mib = peak(&gateway);
+    println!("the gateway's peak RSS after the endless blob: {peak_mib:.0} MiB");
+    assert!(peak_mib < 512.0, "the endless blob took {peak_mib:.0} MiB");
     let (code, json) = ready(&gateway);
     assert_eq!((code, &json["fleet"]["converged"]), (503, &serde_json::json!(false)), "{json}");
     gateway.kill();

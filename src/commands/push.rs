@@ -34,8 +34,9 @@ pub async fn push(args: PushArgs) -> anyhow::Result<()> {
 }
 
 pub async fn pull(args: PullArgs) -> anyhow::Result<()> {
-    let located =
-        registry::pull(&args.reference, &args.folder).await.map_err(|e| anyhow::anyhow!(crate::nn::describe(&e)))?;
+    let located = registry::pull(&args.reference, &args.folder, registry::PullLimits::default())
+        .await
+        .map_err(|e| anyhow::anyhow!(crate::nn::describe(&e)))?;
     print(&located);
     Ok(())
 }

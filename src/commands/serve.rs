@@ -6,6 +6,7 @@ use crate::apps::manifest::MANIFEST_FILE;
 use crate::fleet::FleetConfig;
 use crate::gateway::{AdminConfig, serve};
 use crate::http::admin::UploadLimits;
+use crate::oci::registry::PullLimits;
 use anyhow::bail;
 use std::path::PathBuf;
 
@@ -41,6 +42,12 @@ pub struct ServeArgs {
     /// How often the fleet file is read again and its references resolved, in ms.
     #[arg(long, env = "EDGENN_FLEET_POLL_MS", default_value_t = 2000)]
     fleet_poll_ms: u64,
+    /// How long a registry may go without sending before the fleet gives up that pull, in s.
+    #[arg(long, env = "EDGENN_FLEET_READ_TIMEOUT_SECS", default_value_t = PullLimits::default().read_timeout.as_secs())]
+    fleet_read_timeout_secs: u64,
+    /// The most MiB one artifact's layers may declare.
+    #[arg(long, env = "EDGENN_FLEET_MAX_ARTIFACT_MIB", default_value_t = PullLimits::default().max_bytes >> 20)]
+    fleet_max_artifact_mib: u64,
 }
 
 pub async fn execute(args: ServeArgs, given: &Given<'_>) -> anyhow::Result<()> {
@@ -70,6 +77,10 @@ pub async fn execute(args: ServeArgs, given: &Given<'_>) -> anyhow::Result<()> {
         file,
         cache: args.fleet_cache,
         poll: std::time::Duration::from_millis(args.fleet_poll_ms.max(100)),
+        pull: PullLimits {
+            max_bytes: args.fleet_max_artifact_mib << 20,
+            read_timeout: std::time::Duration::from_secs(args.fleet_read_timeout_secs.max(1)),
+        },
     });
     serve(config).await
 }

@@ -212,30 +212,47 @@ pub fn unpack(
     layers: &[(Option<String>, Vec<u8>)],
     dir: &Path,
 ) -> Result<Kind, ArtifactError> {
+    let titles: Vec<Option<&str>> = layers.iter().map(|(title, _)| title.as_deref()).collect();
+    let (kind, paths) = plan(config_media_type, &titles)?;
+    for (path, (_, data)) in paths.iter().zip(layers) {
+        std::fs::write(layer_file(dir, path)?, data)
+            .map_err(|source| ArtifactError::Write { path: dir.join(path), source })?;
+    }
+    Ok(kind)
+}
+
+/// What an artifact is and where each of its layers goes in its folder, from its config's
+/// media type and its layers' titles, checked before any layer is read: every title a
+/// relative path inside the folder, none twice, the files its kind needs among them.
+pub fn plan(config_media_type: &str, titles: &[Option<&str>]) -> Result<(Kind, Vec<PathBuf>), ArtifactError> {
     let kind = Kind::of_config(config_media_type)
         .ok_or_else(|| invalid(format!("not an edgenn app or model: its config is {config_media_type:?}")))?;
-    let mut written: Vec<PathBuf> = Vec::new();
-    for (title, data) in layers {
-        let title = title.as_deref().ok_or_else(|| invalid(format!("a layer has no {TITLE} annotation")))?;
+    let mut paths: Vec<PathBuf> = Vec::new();
+    for title in titles {
+        let title = title.ok_or_else(|| invalid(format!("a layer has no {TITLE} annotation")))?;
         let path = stored_file_path(title, &[])
             .ok_or_else(|| invalid(format!("layer title {title:?} is not a relative path inside the folder")))?;
-        if written.contains(&path) {
+        if paths.contains(&path) {
             return Err(invalid(format!("two layers are {path:?}")));
         }
-        let target = dir.join(&path);
-        let write_error = |source| ArtifactError::Write { path: target.clone(), source };
-        std::fs::create_dir_all(target.parent().unwrap_or(dir)).map_err(write_error)?;
-        std::fs::write(&target, data).map_err(write_error)?;
-        written.push(path);
+        paths.push(path);
     }
     let required: &[&str] = match kind {
         Kind::App => &[APP_MANIFEST_FILE, STORED_WASM_FILE],
         Kind::Model => &[MODEL_MANIFEST_FILE],
     };
-    if let Some(missing) = required.iter().find(|r| !written.iter().any(|w| w == Path::new(r))) {
+    if let Some(missing) = required.iter().find(|r| !paths.iter().any(|w| w == Path::new(r))) {
         return Err(invalid(format!("the {} artifact has no {missing}", kind.as_str())));
     }
-    Ok(kind)
+    Ok((kind, paths))
+}
+
+/// The file a layer planned at `path` is written to in `dir`, its folders made.
+pub fn layer_file(dir: &Path, path: &Path) -> Result<PathBuf, ArtifactError> {
+    let target = dir.join(path);
+    std::fs::create_dir_all(target.parent().unwrap_or(dir))
+        .map_err(|source| ArtifactError::Write { path: target.clone(), source })?;
+    Ok(target)
 }
 
 /// Whether `digest` is `sha256:` and 64 lowercase hex digits: the only digests edgenn takes

@@ -15,6 +15,9 @@ use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -40,7 +43,32 @@ pub enum RegistryError {
     Artifact(#[from] ArtifactError),
     #[error("registry {registry} named {reference:?} by {digest:?}, which is not a sha256 digest")]
     BadDigest { registry: String, reference: String, digest: String },
+    #[error("{reference:?} declares {declared} bytes ({what}); at most {limit} are pulled")]
+    TooLarge { reference: String, what: &'static str, declared: u64, limit: u64 },
 }
+
+/// What one pull may cost. The sizes an artifact's manifest declares are checked before any
+/// blob is asked for, and each layer streams to its file while its digest is computed, held
+/// to the size its descriptor declares: a blob never sits in memory. A registry that stops
+/// sending for `read_timeout` fails that pull only.
+#[derive(Debug, Clone, Copy)]
+pub struct PullLimits {
+    /// The most bytes an artifact's layers may add up to.
+    pub max_bytes: u64,
+    /// The longest a registry may go without sending, on any request.
+    pub read_timeout: Duration,
+}
+
+impl Default for PullLimits {
+    fn default() -> Self {
+        PullLimits { max_bytes: 4 << 30, read_timeout: DEFAULT_READ_TIMEOUT }
+    }
+}
+
+/// How long a registry may go without sending, when no [`PullLimits`] say otherwise.
+const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long connecting to a registry may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// An artifact in a registry: its reference and the digest of its manifest.
 #[derive(Debug, Clone)]
@@ -64,12 +92,23 @@ fn is_loopback(registry: &str) -> bool {
 }
 
 fn client(reference: &Reference) -> Client {
+    client_waiting(reference, DEFAULT_READ_TIMEOUT)
+}
+
+/// A client for `reference`'s registry that gives up on a response nothing of which came for
+/// `read_timeout`.
+fn client_waiting(reference: &Reference, read_timeout: Duration) -> Client {
     // reqwest's rustls needs a process-wide crypto provider; a second install is a no-op.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let registry = reference.resolve_registry().to_string();
     let protocol =
         if is_loopback(&registry) { ClientProtocol::HttpsExcept(vec![registry]) } else { ClientProtocol::Https };
-    Client::new(ClientConfig { protocol, ..ClientConfig::default() })
+    Client::new(ClientConfig {
+        protocol,
+        read_timeout: Some(read_timeout),
+        connect_timeout: Some(CONNECT_TIMEOUT),
+        ..ClientConfig::default()
+    })
 }
 
 /// The credentials for `registry` (see the module docs).
@@ -151,28 +190,99 @@ pub async fn push(artifact: &Artifact, reference: &str) -> Result<Located, Regis
     Ok(Located { kind: artifact.kind, reference: image.whole(), digest })
 }
 
-/// Pulls the artifact at `reference` into `dir` (created) as an app or model folder. Every
-/// blob is checked against its digest.
-pub async fn pull(reference: &str, dir: &Path) -> Result<Located, RegistryError> {
+/// Pulls `reference` into `dir` (created) as the folder it was packed from, within `limits`:
+/// the manifest first, its declared sizes and layer titles checked, then each layer streamed to
+/// its file and checked against its digest as it arrives, in a folder beside `dir`: only a
+/// whole, verified artifact is moved into `dir`; a failed pull writes nothing there.
+pub async fn pull(reference: &str, dir: &Path, limits: PullLimits) -> Result<Located, RegistryError> {
+    let name = dir.file_name().map_or_else(|| "artifact".into(), |n| n.to_string_lossy().into_owned());
+    let staging = dir.with_file_name(format!(".{name}.partial-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&staging);
+    let pulled = pull_into(reference, &staging, limits).await;
+    let moved = pulled.and_then(|(located, paths)| {
+        for path in &paths {
+            let (from, to) = (staging.join(path), super::layer_file(dir, path)?);
+            std::fs::rename(&from, &to).map_err(|source| ArtifactError::Write { path: to, source })?;
+        }
+        Ok(located)
+    });
+    let _ = std::fs::remove_dir_all(&staging);
+    moved
+}
+
+/// [`pull`] into `dir` as it arrives: what was pulled, and the files written.
+async fn pull_into(reference: &str, dir: &Path, limits: PullLimits) -> Result<(Located, Vec<PathBuf>), RegistryError> {
     let image = parse(reference)?;
     let registry = image.resolve_registry().to_string();
     let failed = |source| RegistryError::Registry { registry: registry.clone(), source };
     let auth = auth(&registry)?;
-    let accepted = vec![
-        super::WASM_LAYER_MEDIA_TYPE,
-        super::APP_MANIFEST_MEDIA_TYPE,
-        super::MODEL_MANIFEST_MEDIA_TYPE,
-        super::ONNX_MEDIA_TYPE,
-        FILE_MEDIA_TYPE,
-    ];
-    let data = client(&image).pull(&image, &auth, accepted).await.map_err(failed)?;
-    let layers: Vec<(Option<String>, Vec<u8>)> = data
-        .layers
-        .into_iter()
-        .map(|layer| (layer.annotations.and_then(|a| a.get(TITLE).cloned()), layer.data.to_vec()))
-        .collect();
-    let kind = super::unpack(&data.config.media_type, &layers, dir)?;
-    Ok(Located { kind, reference: image.whole(), digest: data.digest.unwrap_or_default() })
+    let client = client_waiting(&image, limits.read_timeout);
+    let (manifest, digest) = client.pull_image_manifest(&image, &auth).await.map_err(failed)?;
+    let too_large = |what, declared, limit| RegistryError::TooLarge { reference: image.whole(), what, declared, limit };
+    let mut total = 0u64;
+    for layer in &manifest.layers {
+        let size = u64::try_from(layer.size).map_err(|_| too_large("a negative layer size", 0, limits.max_bytes))?;
+        total = total.saturating_add(size);
+        if !ACCEPTED_LAYERS.contains(&layer.media_type.as_str()) {
+            return Err(ArtifactError::Invalid(format!(
+                "a layer of type {:?} is not an edgenn file",
+                layer.media_type
+            ))
+            .into());
+        }
+    }
+    if total > limits.max_bytes {
+        return Err(too_large("in its layers", total, limits.max_bytes));
+    }
+    let titles: Vec<Option<&str>> =
+        manifest.layers.iter().map(|l| l.annotations.as_ref().and_then(|a| a.get(TITLE)).map(String::as_str)).collect();
+    let (kind, paths) = super::plan(&manifest.config.media_type, &titles)?;
+    std::fs::create_dir_all(dir).map_err(|source| ArtifactError::Write { path: dir.to_path_buf(), source })?;
+    for (layer, path) in manifest.layers.iter().zip(&paths) {
+        let target = super::layer_file(dir, path)?;
+        let file = std::fs::File::create(&target).map_err(|source| ArtifactError::Write { path: target, source })?;
+        let left = u64::try_from(layer.size).unwrap_or(0);
+        client.pull_blob(&image, layer, Bounded { file, left }).await.map_err(failed)?;
+    }
+    Ok((Located { kind, reference: image.whole(), digest }, paths))
+}
+
+/// The media types of an edgenn artifact's layers.
+const ACCEPTED_LAYERS: [&str; 5] = [
+    super::WASM_LAYER_MEDIA_TYPE,
+    super::APP_MANIFEST_MEDIA_TYPE,
+    super::MODEL_MANIFEST_MEDIA_TYPE,
+    super::ONNX_MEDIA_TYPE,
+    FILE_MEDIA_TYPE,
+];
+
+/// A layer's file, taking at most the bytes its descriptor declares: a registry that sends
+/// more fails the pull at once rather than filling the disk (the digest would fail it later).
+/// Written in place: a few KiB to the page cache per call, as the network hands them over.
+struct Bounded {
+    file: std::fs::File,
+    left: u64,
+}
+
+impl tokio::io::AsyncWrite for Bounded {
+    fn poll_write(mut self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        use std::io::Write;
+        if buf.len() as u64 > self.left {
+            return Poll::Ready(Err(std::io::Error::other("the blob is larger than its descriptor declares")));
+        }
+        let written = self.file.write(buf)?;
+        self.left -= written as u64;
+        Poll::Ready(Ok(written))
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        use std::io::Write;
+        Poll::Ready(self.file.flush())
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.poll_flush(cx)
+    }
 }
 
 #[cfg(test)]

@@ -417,3 +417,62 @@ fn a_fleet_streams_blobs_within_their_declared_size_and_a_stalled_one_delays_onl
     assert_eq!((code, &json["fleet"]["converged"]), (503, &serde_json::json!(false)), "{json}");
     gateway.kill();
 }
+
+#[test]
+fn an_app_the_fleet_lists_comes_back_when_an_admin_deletes_or_replaces_it() {
+    const TOKEN: &str = "fleet-admin-token";
+    let root = scratch("owned");
+    let registry = Registry::start(&root.join("registry"));
+    let owned = format!("{}/apps/owned:1", registry.address);
+    let app =
+        app_dir(&root.join("fleet"), "owned", "echo", "routes = [\"/v1/owned\"]\n[config]\nversion = \"fleet\"", &[]);
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(edgenn::oci::registry::push(&edgenn::oci::pack_app(&app).unwrap(), &owned))
+        .unwrap();
+    let fleet = root.join("fleet.toml");
+    std::fs::write(&fleet, format!("apps = [\"{owned}\"]\n")).unwrap();
+    let (file, cache) = (fleet.to_str().unwrap(), root.join("cache"));
+    let gateway = Gateway::start(
+        &[],
+        &[
+            "--no-warm-up",
+            "--fleet",
+            file,
+            "--fleet-cache",
+            cache.to_str().unwrap(),
+            "--fleet-poll-ms",
+            "200",
+            "--admin-token",
+            TOKEN,
+        ],
+    );
+    let serving = || -> Option<String> {
+        let (status, json) = json_of(agent().get(&gateway.url("/v1/owned")).call());
+        (status == 200).then(|| json["env"]["EDGENN_CONFIG_VERSION"].as_str().unwrap_or_default().to_string())
+    };
+    wait_for("the fleet's app served", CONVERGENCE_BOUND, || serving().as_deref() == Some("fleet"));
+    let authorized = |request: ureq::RequestBuilder<ureq::typestate::WithoutBody>| {
+        request.header("authorization", &format!("Bearer {TOKEN}"))
+    };
+    // Deleted over the admin API: served again by the next pass, and counted.
+    let (status, json) = json_of(authorized(agent().delete(&gateway.url("/admin/apps/owned"))).call());
+    assert_eq!(status, 200, "{json}");
+    wait_for("the deleted app back", CONVERGENCE_BOUND, || serving().as_deref() == Some("fleet"));
+    assert!(metric(&gateway, "edgenn_fleet_repairs_total") >= 1.0);
+    // Replaced over the admin API by another version: the fleet's is served again.
+    let manifest = "name = \"owned\"\nroutes = [\"/v1/owned\"]\nwasm = \"x.wasm\"\n[config]\nversion = \"admin\"\n";
+    let echo = std::fs::read(guest_wasm("echo")).unwrap();
+    let (content_type, body) = multipart_parts(&[("manifest", None, manifest.as_bytes()), ("wasm", None, &echo)]);
+    let request = agent()
+        .put(&gateway.url("/admin/apps/owned"))
+        .header("authorization", &format!("Bearer {TOKEN}"))
+        .header("content-type", &content_type);
+    let (status, json) = json_of(request.send(&body[..]));
+    // 201: the admin API's own store has no app of that name (the fleet's is not in it).
+    assert_eq!(status, 201, "{json}");
+    wait_for("the replaced app back", CONVERGENCE_BOUND, || serving().as_deref() == Some("fleet"));
+    assert!(metric(&gateway, "edgenn_fleet_repairs_total") >= 2.0);
+    wait_for("ready", CONVERGENCE_BOUND, || ready(&gateway).0 == 200);
+    gateway.kill();
+}

@@ -83,6 +83,10 @@ enum FleetError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The artifact's name is not the one its reference was published under, or is taken by
+    /// an app or model that did not come from the fleet.
+    #[error("{reference}: {why}")]
+    Name { reference: String, why: String },
     #[error("the fleet cache {path}")]
     Cache {
         path: PathBuf,
@@ -278,6 +282,7 @@ impl Fleet {
             self.metrics.fleet_repairs.inc();
         }
         let dir = self.fetch(reference, digest, kind).await?;
+        self.check_name(reference, kind, &dir)?;
         let (apps, repository) = (self.apps.clone(), self.repository.clone());
         let deployed = tokio::task::spawn_blocking(move || -> Result<_, Box<dyn std::error::Error + Send + Sync>> {
             Ok(match kind {
@@ -295,6 +300,38 @@ impl Fleet {
         tracing::info!(%reference, %digest, %name, kind = kind.as_str(), "fleet: serving");
         let served = Served { kind, digest: digest.to_string(), name, app };
         self.served.lock().unwrap_or_else(PoisonError::into_inner).insert(reference.to_string(), served);
+        Ok(())
+    }
+
+    /// The names a pulled artifact may take: the one its reference was published under (the
+    /// last segment of its repository, `hello` for `REGISTRY/apps/hello:1`), and only if
+    /// nothing but the fleet serves that name: a built-in app, a start-up one, one deployed
+    /// over the admin API or an uploaded model is never replaced by an artifact.
+    fn check_name(&self, reference: &str, kind: Kind, dir: &Path) -> Result<(), FleetError> {
+        let refused = |why: String| FleetError::Name { reference: reference.to_string(), why };
+        let published = registry::repository_name(reference)
+            .map_err(|source| FleetError::Registry { reference: reference.to_string(), source })?;
+        let name = match kind {
+            Kind::App => crate::apps::AppManifest::from_artifact_dir(dir).map(|m| m.name),
+            Kind::Model => crate::nn::manifest::ModelManifest::from_dir(dir).map(|m| m.name),
+        }
+        .map_err(|e| refused(describe(&e)))?;
+        if name != published {
+            return Err(refused(format!("it names its {} {name:?}, not {published:?}", kind.as_str())));
+        }
+        let fleets = self
+            .served
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .any(|s| s.kind == kind && s.name == name);
+        let taken = match kind {
+            Kind::App => self.apps.get(&name).is_some(),
+            Kind::Model => self.repository.entry(&name).is_some_and(|entry| entry.origin != "fleet"),
+        };
+        if taken && !fleets {
+            return Err(refused(format!("{} {name:?} is served already, not from the fleet", kind.as_str())));
+        }
         Ok(())
     }
 
@@ -350,9 +387,17 @@ impl Fleet {
                     listed: kind,
                 });
             }
-            // Complete or absent: a folder under its digest's name is never half-written.
-            std::fs::rename(&partial, &dir).map_err(cache_error)?;
-            self.metrics.fleet_pulls.inc();
+            // Complete or absent: a folder under its digest's name is never half-written. Two
+            // references to one digest pulled at once: the first rename wins, the same bytes.
+            match std::fs::rename(&partial, &dir) {
+                Ok(()) => {
+                    self.metrics.fleet_pulls.inc();
+                }
+                Err(_) if dir.is_dir() => {
+                    let _ = std::fs::remove_dir_all(&partial);
+                }
+                Err(error) => return Err(cache_error(error)),
+            }
         }
         Ok(dir)
     }

@@ -476,3 +476,38 @@ fn an_app_the_fleet_lists_comes_back_when_an_admin_deletes_or_replaces_it() {
     wait_for("ready", CONVERGENCE_BOUND, || ready(&gateway).0 == 200);
     gateway.kill();
 }
+
+#[test]
+fn an_artifact_takes_only_the_name_it_was_published_under_and_never_a_built_in_one() {
+    let root = scratch("names");
+    let registry = Registry::start(&root.join("registry"));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let publish = |dir: &Path, reference: &str| {
+        runtime.block_on(edgenn::oci::registry::push(&edgenn::oci::pack_app(dir).unwrap(), reference)).unwrap();
+    };
+    // An echo app named `classify`, published as `apps/innocent`, and as `apps/classify`.
+    let impostor = app_dir(&root.join("impostor"), "classify", "echo", "", &[]);
+    let innocent = format!("{}/apps/innocent:1", registry.address);
+    let classify = format!("{}/apps/classify:1", registry.address);
+    publish(&impostor, &innocent);
+    publish(&impostor, &classify);
+    let fleet = root.join("fleet.toml");
+    std::fs::write(&fleet, format!("apps = [\"{innocent}\", \"{classify}\"]\n")).unwrap();
+    let (file, cache) = (fleet.to_str().unwrap(), root.join("cache"));
+    let args = ["--no-warm-up", "--fleet", file, "--fleet-cache", cache.to_str().unwrap(), "--fleet-poll-ms", "200"];
+    let gateway = Gateway::start(&[Path::new("guests/classify")], &args);
+    let real_classify = |gateway: &Gateway| {
+        let response = agent().post(&gateway.url("/v1/classify?k=1")).header("content-type", "image/jpeg");
+        let (status, json) = json_of(response.send(&test_data("chelsea.jpg")[..]));
+        status == 200 && json["predictions"][0]["label"].is_string()
+    };
+    wait_for("both refused", CONVERGENCE_BOUND, || metric(&gateway, "edgenn_fleet_pull_failures_total") >= 2.0);
+    assert!(real_classify(&gateway), "the built-in classify app was replaced");
+    let (status, json) = ready(&gateway);
+    assert_eq!((status, &json["fleet"]["converged"]), (503, &serde_json::json!(false)), "{json}");
+    // Unlisted: the built-in app is still there.
+    std::fs::write(&fleet, "apps = []\n").unwrap();
+    wait_for("ready once nothing is listed", CONVERGENCE_BOUND, || ready(&gateway).0 == 200);
+    assert!(real_classify(&gateway), "the built-in classify app is gone");
+    gateway.kill();
+}

@@ -164,6 +164,13 @@ fn checked(reference: &str, registry: &str, digest: String) -> Result<String, Re
     }
 }
 
+/// The name an artifact is published under: the last segment of its reference's repository
+/// (`hello` for `REGISTRY/apps/hello:1`).
+pub fn repository_name(reference: &str) -> Result<String, RegistryError> {
+    let image = parse(reference)?;
+    Ok(image.repository().rsplit('/').next().unwrap_or_default().to_string())
+}
+
 /// `reference` pinned to `digest`: `REGISTRY/REPOSITORY@DIGEST`.
 pub fn pinned(reference: &str, digest: &str) -> Result<String, RegistryError> {
     let image = parse(reference)?;

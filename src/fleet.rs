@@ -24,7 +24,7 @@
 //! the gateway not ready (`edgenn_fleet_converged` 0, `/v2/health/ready` 503) until the
 //! desired state is served.
 
-use crate::apps::{App, Apps};
+use crate::apps::Apps;
 use crate::metrics::Metrics;
 use crate::nn::describe;
 use crate::oci::{Kind, registry};
@@ -33,7 +33,7 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 #[derive(Debug, Clone)]
@@ -118,9 +118,6 @@ struct Served {
     digest: String,
     /// The app's or model's name.
     name: String,
-    /// The app the fleet deployed, to tell whether it is still the one served: an admin may
-    /// have deleted or replaced it since.
-    app: Option<Weak<App>>,
 }
 
 pub struct Fleet {
@@ -273,32 +270,23 @@ impl Fleet {
     /// Serves `reference` at `digest`, pulled first if need be.
     async fn serve_at(&self, reference: &str, kind: Kind, digest: &str) -> Result<(), FleetError> {
         let current = self.served.lock().unwrap_or_else(PoisonError::into_inner).get(reference).cloned();
-        if let Some(served) = current.filter(|served| served.digest == digest) {
-            if self.still_served(&served) {
-                return Ok(());
-            }
-            // A name the fleet lists is the fleet's: what an admin did to it is undone, and said.
-            tracing::warn!(%reference, name = %served.name, "fleet: its app was deleted or replaced outside the fleet; serving the fleet's again");
-            self.metrics.fleet_repairs.inc();
+        if current.is_some_and(|served| served.digest == digest) {
+            return Ok(());
         }
         let dir = self.fetch(reference, digest, kind).await?;
         self.check_name(reference, kind, &dir)?;
         let (apps, repository) = (self.apps.clone(), self.repository.clone());
         let deployed = tokio::task::spawn_blocking(move || -> Result<_, Box<dyn std::error::Error + Send + Sync>> {
             Ok(match kind {
-                Kind::App => {
-                    let app = apps.deploy_artifact(&dir)?;
-                    (app.manifest.name.clone(), Some(Arc::downgrade(&app)))
-                }
-                Kind::Model => (repository.install_pulled(&dir)?.name, None),
+                Kind::App => apps.deploy_artifact(&dir)?.manifest.name.clone(),
+                Kind::Model => repository.install_pulled(&dir)?.name,
             })
         })
         .await
         .map_err(|e| FleetError::Deploy { reference: reference.to_string(), source: e.into() })?
         .map_err(|source| FleetError::Deploy { reference: reference.to_string(), source })?;
-        let (name, app) = deployed;
-        tracing::info!(%reference, %digest, %name, kind = kind.as_str(), "fleet: serving");
-        let served = Served { kind, digest: digest.to_string(), name, app };
+        tracing::info!(%reference, %digest, name = %deployed, kind = kind.as_str(), "fleet: serving");
+        let served = Served { kind, digest: digest.to_string(), name: deployed };
         self.served.lock().unwrap_or_else(PoisonError::into_inner).insert(reference.to_string(), served);
         Ok(())
     }
@@ -335,15 +323,14 @@ impl Fleet {
         Ok(())
     }
 
-    /// Whether what the fleet deployed for a reference is what is served under its name.
-    fn still_served(&self, served: &Served) -> bool {
-        match (&served.app, served.kind) {
-            (Some(deployed), Kind::App) => deployed
-                .upgrade()
-                .zip(self.apps.get(&served.name))
-                .is_some_and(|(deployed, serving)| Arc::ptr_eq(&deployed, &serving)),
-            _ => true,
-        }
+    /// Whether the fleet serves the app `name`: a name the fleet lists is the fleet's, which
+    /// the admin API may not replace or delete (409).
+    pub fn serves_app(&self, name: &str) -> bool {
+        self.served
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .any(|s| s.kind == Kind::App && s.name == name)
     }
 
     /// The folder of `digest` in the cache, pulled first if it is not there.

@@ -54,7 +54,6 @@ pub struct Metrics {
     pub fleet_registry_reachable: Gauge<u64, AtomicU64>,
     pub fleet_pulls: Counter,
     pub fleet_pull_failures: Counter,
-    pub fleet_repairs: Counter,
     /// Outbound connections components hold open now (connecting, or until their response is
     /// read or dropped), by app.
     pub outbound_connections: Family<AppLabels, Gauge>,
@@ -107,7 +106,6 @@ impl Metrics {
             fleet_registry_reachable: Gauge::default(),
             fleet_pulls: Counter::default(),
             fleet_pull_failures: Counter::default(),
-            fleet_repairs: Counter::default(),
             outbound_connections: Family::default(),
             outbound_refused: Family::default(),
             registry: Registry::default(),
@@ -180,11 +178,6 @@ impl Metrics {
             "fleet_pull_failures",
             "Fleet references that could not be served at their digest (registry unreachable, digest mismatch, refused)",
             metrics.fleet_pull_failures.clone(),
-        );
-        registry.register(
-            "fleet_repairs",
-            "Apps the fleet lists found deleted or replaced outside it (the admin API) and served again",
-            metrics.fleet_repairs.clone(),
         );
         registry.register(
             "outbound_connections",

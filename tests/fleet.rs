@@ -419,7 +419,7 @@ fn a_fleet_streams_blobs_within_their_declared_size_and_a_stalled_one_delays_onl
 }
 
 #[test]
-fn an_app_the_fleet_lists_comes_back_when_an_admin_deletes_or_replaces_it() {
+fn the_admin_api_cannot_replace_or_delete_an_app_the_fleet_serves() {
     const TOKEN: &str = "fleet-admin-token";
     let root = scratch("owned");
     let registry = Registry::start(&root.join("registry"));
@@ -455,24 +455,25 @@ fn an_app_the_fleet_lists_comes_back_when_an_admin_deletes_or_replaces_it() {
     let authorized = |request: ureq::RequestBuilder<ureq::typestate::WithoutBody>| {
         request.header("authorization", &format!("Bearer {TOKEN}"))
     };
-    // Deleted over the admin API: served again by the next pass, and counted.
+    // Deleted or replaced over the admin API: 409, and the fleet's version serves on.
     let (status, json) = json_of(authorized(agent().delete(&gateway.url("/admin/apps/owned"))).call());
-    assert_eq!(status, 200, "{json}");
-    wait_for("the deleted app back", CONVERGENCE_BOUND, || serving().as_deref() == Some("fleet"));
-    assert!(metric(&gateway, "edgenn_fleet_repairs_total") >= 1.0);
-    // Replaced over the admin API by another version: the fleet's is served again.
-    let manifest = "name = \"owned\"\nroutes = [\"/v1/owned\"]\nwasm = \"x.wasm\"\n[config]\nversion = \"admin\"\n";
+    assert_eq!((status, json["kind"].as_str()), (409, Some("fleet_owned")), "{json}");
     let echo = std::fs::read(guest_wasm("echo")).unwrap();
-    let (content_type, body) = multipart_parts(&[("manifest", None, manifest.as_bytes()), ("wasm", None, &echo)]);
-    let request = agent()
-        .put(&gateway.url("/admin/apps/owned"))
-        .header("authorization", &format!("Bearer {TOKEN}"))
-        .header("content-type", &content_type);
-    let (status, json) = json_of(request.send(&body[..]));
-    // 201: the admin API's own store has no app of that name (the fleet's is not in it).
-    assert_eq!(status, 201, "{json}");
-    wait_for("the replaced app back", CONVERGENCE_BOUND, || serving().as_deref() == Some("fleet"));
-    assert!(metric(&gateway, "edgenn_fleet_repairs_total") >= 2.0);
+    let admin_put = |name: &str| {
+        let manifest =
+            format!("name = \"{name}\"\nroutes = [\"/v1/{name}\"]\nwasm = \"x.wasm\"\n[config]\nversion = \"admin\"\n");
+        let (content_type, body) = multipart_parts(&[("manifest", None, manifest.as_bytes()), ("wasm", None, &echo)]);
+        let request = agent()
+            .put(&gateway.url(&format!("/admin/apps/{name}")))
+            .header("authorization", &format!("Bearer {TOKEN}"))
+            .header("content-type", &content_type);
+        json_of(request.send(&body[..]))
+    };
+    let (status, json) = admin_put("owned");
+    assert_eq!((status, json["kind"].as_str()), (409, Some("fleet_owned")), "{json}");
+    assert_eq!(serving().as_deref(), Some("fleet"));
+    // An app of another name is the admin's to deploy, beside the fleet's.
+    assert_eq!(admin_put("other").0, 201);
     wait_for("ready", CONVERGENCE_BOUND, || ready(&gateway).0 == 200);
     gateway.kill();
 }

@@ -117,9 +117,10 @@ async fn inspect(
     Ok(Json(json!({ "app": app.info(), "manifest": app.manifest })))
 }
 
-#[utoipa::path(delete, path = "/admin/apps/{name}", tag = "admin", security(("bearer" = [])), params(("name" = String, Path)), responses((status = 200, description = "Removed, from memory and the data directory", body = serde_json::Value), (status = 404, description = "Unknown app", body = ErrorBody)))]
+#[utoipa::path(delete, path = "/admin/apps/{name}", tag = "admin", security(("bearer" = [])), params(("name" = String, Path)), responses((status = 409, description = "An app the fleet serves (`fleet_owned`)", body = ErrorBody), (status = 200, description = "Removed, from memory and the data directory", body = serde_json::Value), (status = 404, description = "Unknown app", body = ErrorBody)))]
 async fn remove(State(state): State<HttpState>, Path(name): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
     let name = checked_name(&name)?;
+    refuse_fleets(&state, name)?;
     let admin = admin_of(&state);
     let _guard = admin.deploying.lock().await;
     let on_disk = admin.store.remove(name)?;
@@ -130,13 +131,22 @@ async fn remove(State(state): State<HttpState>, Path(name): Path<String>) -> Res
     Ok(Json(json!({ "deleted": name })))
 }
 
-#[utoipa::path(put, path = "/admin/apps/{name}", tag = "admin", security(("bearer" = [])), params(("name" = String, Path)), request_body(content_type = "multipart/form-data", description = "Parts `manifest` (edgenn.toml), `wasm` (module or component) and the files the manifest names"), responses((status = 201, description = "Deployed", body = serde_json::Value), (status = 200, description = "Replaced", body = serde_json::Value), (status = 400, description = "A bad upload", body = ErrorBody), (status = 413, description = "Upload over the limit", body = ErrorBody), (status = 422, description = "Refused by validation (it says why)", body = ErrorBody)))]
+/// An app the fleet serves is the fleet's: changed only through the fleet file (409).
+fn refuse_fleets(state: &HttpState, name: &str) -> Result<(), ApiError> {
+    match &state.fleet {
+        Some(fleet) if fleet.serves_app(name) => Err(ApiError::FleetOwned(name.to_string())),
+        _ => Ok(()),
+    }
+}
+
+#[utoipa::path(put, path = "/admin/apps/{name}", tag = "admin", security(("bearer" = [])), params(("name" = String, Path)), request_body(content_type = "multipart/form-data", description = "Parts `manifest` (edgenn.toml), `wasm` (module or component) and the files the manifest names"), responses((status = 201, description = "Deployed", body = serde_json::Value), (status = 200, description = "Replaced", body = serde_json::Value), (status = 400, description = "A bad upload", body = ErrorBody), (status = 413, description = "Upload over the limit", body = ErrorBody), (status = 409, description = "An app the fleet serves (`fleet_owned`)", body = ErrorBody), (status = 422, description = "Refused by validation (it says why)", body = ErrorBody)))]
 async fn deploy(
     State(state): State<HttpState>,
     Path(name): Path<String>,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let name = checked_name(&name)?.to_string();
+    refuse_fleets(&state, &name)?;
     let multipart =
         multipart.map_err(|e| ApiError::BadRequest(format!("expected a multipart/form-data upload: {e}")))?;
     let admin = admin_of(&state).clone();

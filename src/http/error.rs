@@ -44,6 +44,9 @@ pub enum ApiError {
     /// One client address sending as many bodies at once as it may.
     #[error("this client is sending {0} request bodies already: finish one first")]
     TooManyUploads(usize),
+    /// An app the fleet serves: it changes through the fleet file, not the admin API.
+    #[error("app {0:?} is served from the fleet file: change it there")]
+    FleetOwned(String),
     #[error("the gateway is serving as many requests as it may: retry shortly")]
     Overloaded,
     #[error("missing or wrong bearer token")]
@@ -71,6 +74,7 @@ impl ApiError {
             ApiError::UriTooLong(_) => StatusCode::URI_TOO_LONG,
             ApiError::BodyTimeout(_) | ApiError::BodyStalled(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::TooManyUploads(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::FleetOwned(_) => StatusCode::CONFLICT,
             ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unauthorized | ApiError::AdminDisabled => StatusCode::UNAUTHORIZED,
             ApiError::DeployRefused(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -121,6 +125,7 @@ impl ApiError {
             ApiError::UriTooLong(_) => "uri_too_long",
             ApiError::BodyTimeout(_) | ApiError::BodyStalled(_) => "body_timeout",
             ApiError::TooManyUploads(_) => "too_many_uploads",
+            ApiError::FleetOwned(_) => "fleet_owned",
             ApiError::Overloaded => "overloaded",
             ApiError::Unauthorized => "unauthorized",
             ApiError::AdminDisabled => "admin_disabled",

@@ -224,12 +224,8 @@ async fn app_root(
 
 /// `/apps/<name>/`: the app's root too, as `/apps/<name>` is (the path below it is `/`).
 #[utoipa::path(method(get, post, put, delete, patch), path = "/apps/{name}/", tag = "apps", params(("name" = String, Path, description = "A deployed app")), responses((status = 200, description = "What the app answers, as for `/apps/{name}`"), (status = 404, description = "Unknown app", body = ErrorBody)))]
-async fn app_root_slash(
-    State(state): State<HttpState>,
-    Path(name): Path<String>,
-    request: Request,
-) -> Result<Response, ApiError> {
-    by_name(&state, &name, "/".to_string(), request).await
+async fn app_root_slash(state: State<HttpState>, name: Path<String>, request: Request) -> Result<Response, ApiError> {
+    app_root(state, name, request).await
 }
 
 #[utoipa::path(method(get, post, put, delete, patch), path = "/apps/{name}/{rest}", tag = "apps", params(("name" = String, Path, description = "A deployed app"), ("rest" = String, Path, description = "The path below the app")), responses((status = 200, description = "What the app answers"), (status = 404, description = "Unknown app", body = ErrorBody)))]

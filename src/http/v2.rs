@@ -217,12 +217,13 @@ async fn run_infer(
     let reading = Instant::now();
     let mut decoder = oip::BodyDecoder::new(header_length, limit);
     let body_hold = state.bodies.read(extensions, body, limit, |chunk| Ok(decoder.push(chunk)?)).await?;
+    let read = Instant::now();
     let turn = tokio::time::timeout(state.limits.infer_deadline, state.infer_turns.clone().acquire_owned())
         .await
         .map_err(|_| ApiError::Overloaded)?
         .map_err(|_| ApiError::Overloaded)?;
-    let read = Instant::now();
-    let deadline = read + state.limits.infer_deadline;
+    // The inference's own time starts with its slot, as it did when the slot came first.
+    let deadline = Instant::now() + state.limits.infer_deadline;
     let store = state.apps.runtime().models().clone();
     let name = model.to_string();
     let answer = off_executor(move || -> Result<(Bytes, Option<usize>, String), OipError> {
@@ -253,7 +254,8 @@ async fn run_infer(
     let response_headers = response.headers_mut();
     // Where the time went, as the apps' answers say it: reading the body (with the binary
     // extension that includes parsing its JSON header and copying each input's bytes into its
-    // tensor), handing the executor over (or waiting for a blocking thread), decoding (building
+    // tensor), waiting for an inference slot and handing the executor over (or waiting for a
+    // blocking thread), decoding (building
     // the tensors; parsing a body that is all JSON), the inference (inputs, compute, outputs),
     // encoding.
     if let Ok(value) = HeaderValue::from_str(&timing) {

@@ -75,19 +75,10 @@ impl LoadLimit {
             command.arg("--ort-library").arg(library);
         }
         let mut child = command.spawn().map_err(|source| LimitError::Spawn { exe: self.exe.clone(), source })?;
-        // Both pipes are read on their own threads, so a child that writes much cannot block.
-        let mut stdout = child.stdout.take().expect("piped stdout");
-        let mut stderr = child.stderr.take().expect("piped stderr");
-        let out = std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = stdout.read_to_string(&mut text);
-            text
-        });
-        let err = std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = (&mut stderr).take(64 << 10).read_to_string(&mut text);
-            text
-        });
+        // Both pipes are drained to their end on their own threads, so a child that writes
+        // much cannot block; only their last 64 KiB are kept.
+        let out = drain(child.stdout.take().expect("piped stdout"));
+        let err = drain(child.stderr.take().expect("piped stderr"));
         let started = Instant::now();
         let status = loop {
             match child.try_wait() {
@@ -121,6 +112,22 @@ impl LoadLimit {
         }
     }
 }
+
+/// Reads `pipe` to its end on a thread of its own: the last [`KEPT_OUTPUT`] bytes, as text.
+fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let (mut kept, mut buffer) = (Vec::new(), [0u8; 8192]);
+        while let Ok(read @ 1..) = pipe.read(&mut buffer) {
+            kept.extend_from_slice(&buffer[..read]);
+            let over = kept.len().saturating_sub(KEPT_OUTPUT);
+            kept.drain(..over);
+        }
+        String::from_utf8_lossy(&kept).into_owned()
+    })
+}
+
+/// How much of the loader's output is kept: its answer, or the end of its error.
+const KEPT_OUTPUT: usize = 64 << 10;
 
 /// What the loader said last: a panic's message (the line after "panicked at"), or its last
 /// line.
@@ -175,6 +182,15 @@ fn status_kib(field: &str) -> anyhow::Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pipe_is_read_to_its_end_and_its_last_bytes_kept() {
+        let mut output = vec![b'x'; 3 * KEPT_OUTPUT];
+        output.extend_from_slice(b"\nthe reason");
+        let kept = drain(std::io::Cursor::new(output)).join().unwrap();
+        assert_eq!(kept.len(), KEPT_OUTPUT);
+        assert!(kept.ends_with("\nthe reason"));
+    }
 
     #[test]
     fn the_loaders_reason_is_its_panic_or_its_last_word() {

@@ -335,17 +335,10 @@ impl Fleet {
 
     /// The folder of `digest` in the cache, pulled first if it is not there.
     async fn fetch(&self, reference: &str, digest: &str, kind: Kind) -> Result<PathBuf, FleetError> {
-        if !crate::oci::is_sha256_digest(digest) {
-            // `resolve` and the cache give only sha256 digests: this is the last line.
-            return Err(FleetError::Registry {
-                reference: reference.to_string(),
-                source: registry::RegistryError::BadDigest {
-                    registry: String::new(),
-                    reference: reference.to_string(),
-                    digest: digest.to_string(),
-                },
-            });
-        }
+        // Pinned first: it refuses a digest that is not sha256 before a path is built from it
+        // (`resolve` and the cache give no other, but this is the last line).
+        let pinned = registry::pinned(reference, digest)
+            .map_err(|source| FleetError::Registry { reference: reference.to_string(), source })?;
         let artifacts = self.config.cache.join("artifacts");
         let dir = artifacts.join(digest.replace(':', "-"));
         if !dir.is_dir() {
@@ -356,8 +349,6 @@ impl Fleet {
                 std::process::id(),
                 self.sequence.fetch_add(1, Ordering::Relaxed)
             ));
-            let pinned = registry::pinned(reference, digest)
-                .map_err(|source| FleetError::Registry { reference: reference.to_string(), source })?;
             let pulled = registry::pull(&pinned, &partial, self.config.pull).await;
             let pulled = match pulled {
                 Ok(pulled) => pulled,

@@ -50,8 +50,24 @@ fn write_fleet(file: &Path, registry: &Registry, app_tag: Option<&str>) {
 }
 
 fn start(file: &Path, cache: &Path) -> Gateway {
+    start_with(&[], file, cache, &[])
+}
+
+/// A gateway following the fleet `file`, with `apps` of its own and `extra` arguments.
+fn start_with(apps: &[&Path], file: &Path, cache: &Path, extra: &[&str]) -> Gateway {
     let (file, cache) = (file.to_str().unwrap(), cache.to_str().unwrap());
-    Gateway::start(&[], &["--no-warm-up", "--fleet", file, "--fleet-cache", cache, "--fleet-poll-ms", "200"])
+    let args = ["--no-warm-up", "--fleet", file, "--fleet-cache", cache, "--fleet-poll-ms", "200"];
+    Gateway::start(apps, &[&args[..], extra].concat())
+}
+
+/// Pushes `artifact` to `reference`, as `edgenn push` does, for an artifact made in the test.
+fn publish(artifact: &edgenn::oci::Artifact, reference: &str) {
+    tokio::runtime::Runtime::new().unwrap().block_on(edgenn::oci::registry::push(artifact, reference)).unwrap();
+}
+
+/// Packs the app in `dir` and pushes it to `reference`.
+fn publish_app(dir: &Path, reference: &str) {
+    publish(&edgenn::oci::pack_app(dir).unwrap(), reference);
 }
 
 /// What `/v1/hello` answers: status and version.
@@ -214,14 +230,10 @@ fn lying_registry(digest: &'static str) -> String {
 fn a_fleet_takes_no_path_from_a_registry_or_an_artifact() {
     let root = scratch("no-paths");
     let registry = Registry::start(&root.join("registry"));
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let push_artifact = |artifact: &edgenn::oci::Artifact, reference: &str| {
-        runtime.block_on(edgenn::oci::registry::push(artifact, reference)).unwrap();
-    };
     // An honest app, served: the fleet works here.
     let honest = format!("{}/apps/honest:1", registry.address);
     let app = app_dir(&root, "honest", "echo", "routes = [\"/v1/honest\"]", &[]);
-    push_artifact(&edgenn::oci::pack_app(&app).unwrap(), &honest);
+    publish_app(&app, &honest);
     // An artifact whose manifest names a module of the host (a valid one) instead of its own.
     let app = app_dir(&root, "crafted", "echo", "routes = [\"/v1/crafted\"]", &[]);
     let mut artifact = edgenn::oci::pack_app(&app).unwrap();
@@ -231,7 +243,7 @@ fn a_fleet_takes_no_path_from_a_registry_or_an_artifact() {
     manifest.data = text.replace("wasm = \"app.wasm\"", &format!("wasm = {host_module:?}")).into_bytes();
     assert!(String::from_utf8_lossy(&manifest.data).contains(&host_module));
     let crafted = format!("{}/apps/crafted:1", registry.address);
-    push_artifact(&artifact, &crafted);
+    publish(&artifact, &crafted);
     // A folder of the host with an app in it, and a registry whose digest for a tag points
     // there from the fleet's cache (`<cache>/artifacts/../../planted`).
     app_dir(&root, "planted", "echo", "routes = [\"/v1/planted\"]", &[]);
@@ -368,10 +380,7 @@ fn a_fleet_streams_blobs_within_their_declared_size_and_a_stalled_one_delays_onl
     let registry = Registry::start(&root.join("registry"));
     let honest = format!("{}/apps/honest:1", registry.address);
     let app = app_dir(&root, "honest", "echo", "routes = [\"/v1/honest\"]", &[]);
-    tokio::runtime::Runtime::new()
-        .unwrap()
-        .block_on(edgenn::oci::registry::push(&edgenn::oci::pack_app(&app).unwrap(), &honest))
-        .unwrap();
+    publish_app(&app, &honest);
     let liar = |name: &str, module: ModuleBlob| {
         let app = app_dir(&root, name, "echo", &format!("routes = [\"/v1/{name}\"]"), &[]);
         let (address, blob_requests) = serving_registry(edgenn::oci::pack_app(&app).unwrap(), module);
@@ -382,22 +391,7 @@ fn a_fleet_streams_blobs_within_their_declared_size_and_a_stalled_one_delays_onl
     let (declared, declared_blobs) = liar("declared", ModuleBlob::Declared100GiB);
     let fleet = root.join("fleet.toml");
     std::fs::write(&fleet, format!("apps = [\"{stalled}\", \"{endless}\", \"{declared}\", \"{honest}\"]\n")).unwrap();
-    let (file, cache) = (fleet.to_str().unwrap(), root.join("cache"));
-    let args = ["--no-warm-up", "--fleet", file, "--fleet-cache", cache.to_str().unwrap(), "--fleet-poll-ms", "200"];
-    let gateway = Gateway::start(&[], &[&args[..], &["--fleet-read-timeout-secs", "3"]].concat());
-    let peak = |gateway: &Gateway| -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", gateway.pid())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .unwrap()
-            .trim()
-            .trim_end_matches("kB")
-            .trim()
-            .parse::<f64>()
-            .unwrap()
-            / 1024.0
-    };
+    let gateway = start_with(&[], &fleet, &root.join("cache"), &["--fleet-read-timeout-secs", "3"]);
     let status = |path: &str| json_of(agent().get(&gateway.url(path)).call()).0;
     // Listed last, behind a blob that never comes: served all the same.
     let took =
@@ -410,7 +404,7 @@ fn a_fleet_streams_blobs_within_their_declared_size_and_a_stalled_one_delays_onl
         assert_eq!(status(&format!("/v1/{name}")), 404, "{name} was served");
     }
     assert_eq!(declared_blobs.load(Ordering::SeqCst), 0, "a blob of a 100 GiB artifact was asked for");
-    let peak_mib = peak(&gateway);
+    let peak_mib = gateway.peak_rss_mib();
     println!("the gateway's peak RSS after the endless blob: {peak_mib:.0} MiB");
     assert!(peak_mib < 512.0, "the endless blob took {peak_mib:.0} MiB");
     let (code, json) = ready(&gateway);
@@ -426,27 +420,10 @@ fn the_admin_api_cannot_replace_or_delete_an_app_the_fleet_serves() {
     let owned = format!("{}/apps/owned:1", registry.address);
     let app =
         app_dir(&root.join("fleet"), "owned", "echo", "routes = [\"/v1/owned\"]\n[config]\nversion = \"fleet\"", &[]);
-    tokio::runtime::Runtime::new()
-        .unwrap()
-        .block_on(edgenn::oci::registry::push(&edgenn::oci::pack_app(&app).unwrap(), &owned))
-        .unwrap();
+    publish_app(&app, &owned);
     let fleet = root.join("fleet.toml");
     std::fs::write(&fleet, format!("apps = [\"{owned}\"]\n")).unwrap();
-    let (file, cache) = (fleet.to_str().unwrap(), root.join("cache"));
-    let gateway = Gateway::start(
-        &[],
-        &[
-            "--no-warm-up",
-            "--fleet",
-            file,
-            "--fleet-cache",
-            cache.to_str().unwrap(),
-            "--fleet-poll-ms",
-            "200",
-            "--admin-token",
-            TOKEN,
-        ],
-    );
+    let gateway = start_with(&[], &fleet, &root.join("cache"), &["--admin-token", TOKEN]);
     let serving = || -> Option<String> {
         let (status, json) = json_of(agent().get(&gateway.url("/v1/owned")).call());
         (status == 200).then(|| json["env"]["EDGENN_CONFIG_VERSION"].as_str().unwrap_or_default().to_string())
@@ -484,21 +461,15 @@ fn the_admin_api_cannot_replace_or_delete_an_app_the_fleet_serves() {
 fn an_artifact_takes_only_the_name_it_was_published_under_and_never_a_built_in_one() {
     let root = scratch("names");
     let registry = Registry::start(&root.join("registry"));
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let publish = |dir: &Path, reference: &str| {
-        runtime.block_on(edgenn::oci::registry::push(&edgenn::oci::pack_app(dir).unwrap(), reference)).unwrap();
-    };
     // An echo app named `classify`, published as `apps/innocent`, and as `apps/classify`.
     let impostor = app_dir(&root.join("impostor"), "classify", "echo", "", &[]);
     let innocent = format!("{}/apps/innocent:1", registry.address);
     let classify = format!("{}/apps/classify:1", registry.address);
-    publish(&impostor, &innocent);
-    publish(&impostor, &classify);
+    publish_app(&impostor, &innocent);
+    publish_app(&impostor, &classify);
     let fleet = root.join("fleet.toml");
     std::fs::write(&fleet, format!("apps = [\"{innocent}\", \"{classify}\"]\n")).unwrap();
-    let (file, cache) = (fleet.to_str().unwrap(), root.join("cache"));
-    let args = ["--no-warm-up", "--fleet", file, "--fleet-cache", cache.to_str().unwrap(), "--fleet-poll-ms", "200"];
-    let gateway = Gateway::start(&[Path::new("guests/classify")], &args);
+    let gateway = start_with(&[Path::new("guests/classify")], &fleet, &root.join("cache"), &[]);
     let real_classify = |gateway: &Gateway| {
         let response = agent().post(&gateway.url("/v1/classify?k=1")).header("content-type", "image/jpeg");
         let (status, json) = json_of(response.send(&test_data("chelsea.jpg")[..]));

@@ -548,18 +548,6 @@ fn still_serving(gateway: &Gateway) {
     assert_eq!(json["suggestions"].as_array().map(Vec::len), Some(3), "{json}");
 }
 
-/// The gateway process's peak resident memory so far (the kernel's high-water mark), in MiB:
-/// an attack that made it take memory for a moment shows here.
-fn rss_mib(gateway: &Gateway) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", gateway.pid())).unwrap();
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM");
-    kib / 1024.0
-}
-
 fn v2_json(gateway: &Gateway, model: &str, inputs: serde_json::Value) -> (u16, serde_json::Value) {
     let body = serde_json::json!({ "inputs": inputs });
     post_to(gateway, &format!("/v2/models/{model}/infer"), "application/json", body.to_string().as_bytes())
@@ -571,7 +559,7 @@ fn a_shape_larger_than_any_body_is_refused_before_anything_is_allocated() {
     // A gateway of its own, whose peak memory no other test moves.
     let gateway = &start_doors();
     still_serving(gateway);
-    let before = rss_mib(gateway);
+    let before = gateway.peak_rss_mib();
     // 2^45 elements from 60 bytes: this once aborted the process ("memory allocation of
     // 281474976710656 bytes failed").
     for model in ["anything", "wordlm", "efficientnet-lite0"] {
@@ -596,7 +584,7 @@ fn a_shape_larger_than_any_body_is_refused_before_anything_is_allocated() {
         .send(&body[..]);
     let (status, json) = json_of(response);
     assert_eq!((status, json["kind"].as_str()), (413, Some("payload_too_large")), "{json}");
-    let after = rss_mib(gateway);
+    let after = gateway.peak_rss_mib();
     eprintln!("peak RSS before the huge shapes {before:.0} MiB, after {after:.0} MiB");
     assert!(after < before + 64.0, "RSS grew from {before:.0} to {after:.0} MiB");
     still_serving(gateway);
@@ -924,7 +912,7 @@ fn a_model_that_grows_when_loaded_is_refused_without_the_gateway_taking_the_memo
     // while it loads the model (ONNX Runtime 1.31 leaves it to the inference).
     let bomb = onnx::load_bomb(32768);
     assert!(bomb.len() < 1024, "{} bytes", bomb.len());
-    let before = rss_mib(gateway);
+    let before = gateway.peak_rss_mib();
     let backend = "tract";
     let manifest = format!("name = \"bomb-{backend}\"\nfile = \"model.onnx\"\nbackend = \"{backend}\"\n");
     let (content_type, body) =
@@ -943,7 +931,7 @@ fn a_model_that_grows_when_loaded_is_refused_without_the_gateway_taking_the_memo
         serde_json::json!([{"name": "x", "shape": [1, 1], "datatype": "FP32", "data": [1]}]),
     );
     assert_eq!(status, 404, "a refused model is not served: {json}");
-    let after = rss_mib(gateway);
+    let after = gateway.peak_rss_mib();
     eprintln!("peak RSS before the load bombs {before:.0} MiB, after {after:.0} MiB");
     assert!(after < before + 64.0, "RSS grew from {before:.0} to {after:.0} MiB");
     still_serving(gateway);

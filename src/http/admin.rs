@@ -117,7 +117,7 @@ async fn inspect(
     Ok(Json(json!({ "app": app.info(), "manifest": app.manifest })))
 }
 
-#[utoipa::path(delete, path = "/admin/apps/{name}", tag = "admin", security(("bearer" = [])), params(("name" = String, Path)), responses((status = 409, description = "An app the fleet serves (`fleet_owned`)", body = ErrorBody), (status = 200, description = "Removed, from memory and the data directory", body = serde_json::Value), (status = 404, description = "Unknown app", body = ErrorBody)))]
+#[utoipa::path(delete, path = "/admin/apps/{name}", tag = "admin", security(("bearer" = [])), params(("name" = String, Path)), responses((status = 200, description = "Removed, from memory and the data directory", body = serde_json::Value), (status = 404, description = "Unknown app", body = ErrorBody), (status = 409, description = "An app the fleet serves (`fleet_owned`)", body = ErrorBody)))]
 async fn remove(State(state): State<HttpState>, Path(name): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
     let name = checked_name(&name)?;
     refuse_fleets(&state, name)?;

@@ -125,7 +125,7 @@ impl BodyGate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
+    use crate::http::tests::{StalledBody, StallsAfter};
 
     fn limits(budget: usize) -> HttpLimits {
         HttpLimits {
@@ -143,33 +143,14 @@ mod tests {
         extensions
     }
 
-    /// A body that sends `chunks` and then nothing, ever: a client stalling its upload.
-    struct Stalling(Vec<&'static [u8]>);
-
-    impl http_body::Body for Stalling {
-        type Data = Bytes;
-        type Error = std::io::Error;
-
-        fn poll_frame(
-            mut self: std::pin::Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
-            match self.0.pop() {
-                Some(chunk) => std::task::Poll::Ready(Some(Ok(http_body::Frame::data(Bytes::from_static(chunk))))),
-                None => std::task::Poll::Pending,
-            }
-        }
-    }
-
-    fn stalling(chunks: Vec<&'static [u8]>) -> Body {
-        Body::new(Stalling(chunks.into_iter().rev().collect()))
-    }
-
     #[tokio::test]
     async fn a_body_that_stops_arriving_is_cut_off_and_holds_nothing_after() {
         let gate = BodyGate::new(&limits(1 << 20));
         let started = std::time::Instant::now();
-        let error = gate.read(&from("10.0.0.1"), stalling(vec![b"abc"]), 100, |_| Ok(())).await.unwrap_err();
+        let error = gate
+            .read(&from("10.0.0.1"), Body::new(StallsAfter(Some(bytes::Bytes::from_static(b"abc")))), 100, |_| Ok(()))
+            .await
+            .unwrap_err();
         assert!(matches!(error, ApiError::BodyStalled(_)), "{error}");
         assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
         assert_eq!(gate.budget_kib.available_permits(), 1024, "the budget is whole again");
@@ -181,7 +162,7 @@ mod tests {
         let stalled: Vec<_> = (0..2)
             .map(|_| {
                 let gate = gate.clone();
-                tokio::spawn(async move { gate.read(&from("10.0.0.1"), stalling(vec![]), 100, |_| Ok(())).await })
+                tokio::spawn(async move { gate.read(&from("10.0.0.1"), Body::new(StalledBody), 100, |_| Ok(())).await })
             })
             .collect();
         tokio::time::sleep(Duration::from_millis(50)).await;

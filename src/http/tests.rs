@@ -449,7 +449,7 @@ async fn v2_an_inference_past_its_deadline_is_a_504() {
 }
 
 /// A request body that never arrives: a client stalling its upload.
-struct StalledBody;
+pub(super) struct StalledBody;
 
 impl http_body::Body for StalledBody {
     type Data = bytes::Bytes;
@@ -464,7 +464,7 @@ impl http_body::Body for StalledBody {
 }
 
 /// A request body whose first part arrives and whose rest never does.
-struct StallsAfter(Option<bytes::Bytes>);
+pub(super) struct StallsAfter(pub(super) Option<bytes::Bytes>);
 
 impl http_body::Body for StallsAfter {
     type Data = bytes::Bytes;

@@ -51,7 +51,7 @@ impl TensorSpec {
         ) -> impl Iterator<Item = f64> + 'a {
             data.chunks_exact(N).map(move |chunk| f(chunk.try_into().expect("chunks of N")))
         }
-        let mut values: Box<dyn Iterator<Item = f64> + '_> = match tensor.ty {
+        let values: Box<dyn Iterator<Item = f64> + '_> = match tensor.ty {
             TensorType::Fp32 => Box::new(values(&tensor.data, |b| f64::from(f32::from_le_bytes(b)))),
             TensorType::Fp64 => Box::new(values(&tensor.data, f64::from_le_bytes)),
             TensorType::I32 => Box::new(values(&tensor.data, |b| f64::from(i32::from_le_bytes(b)))),
@@ -61,7 +61,7 @@ impl TensorSpec {
             TensorType::Fp16 | TensorType::Bf16 => return None,
         };
         // `contains` is false for NaN: not a value in any range.
-        values.by_ref().enumerate().find(|(_, value)| !(min..=max).contains(value))
+        values.enumerate().find(|(_, value)| !(min..=max).contains(value))
     }
 }
 

@@ -223,10 +223,17 @@ fn outbound_http_reaches_only_listed_origins() {
     }
     assert_eq!(connections.load(Ordering::SeqCst), 1, "a denied request never reached the upstream");
 
-    // A manifest with a malformed origin is refused at deploy.
+    // A manifest with a malformed origin is refused at deploy, as soon as the manifest part is
+    // read: sent while the answer is read, as a browser does, since the gateway may answer
+    // before the module has been sent.
     let bad = probe_manifest("bad", "allowed_outbound_hosts = [\"127.0.0.1\"]");
-    let (status, json) = deploy(&gateway, "bad", &bad, &probe, &[]);
-    assert_eq!(status, 400, "{json}");
+    let (content_type, body) = multipart_parts(&[("manifest", None, bad.as_bytes()), ("wasm", None, &probe)]);
+    let head = format!(
+        "PUT /admin/apps/bad HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {TOKEN}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    let answer = send_while_reading(gateway.base.trim_start_matches("http://"), &head, body);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     gateway.kill();
 }
 
